@@ -1,0 +1,187 @@
+//! The application boundary: an async trait with one hook per protocol step.
+//!
+//! Every hook has a default that accepts, so `impl Handler for Sink {}` is a working server
+//! that discards mail. Hooks are `async fn`s without `Send` bounds and without allocation, so
+//! the same handler type serves a thread-per-core io_uring runtime and an embassy executor.
+//!
+//! Who awaits the hooks: [`Session`](crate::session::Session), in this crate. It feeds bytes
+//! to the sans-io [`Channel`](crate::channel::Channel), awaits the hook for each event the
+//! channel raises, and hands the verdict back. Frontends only move bytes and keep a timer; no
+//! SMTP rule lives outside the core.
+//!
+//! Ordering guarantees, for each transaction:
+//! `mail` → `rcpt`* → `data_start` → `data_chunk`* → exactly one of `data_end` / `data_abort`.
+//! `data_abort` is called for every message whose `data_start` was accepted and that will not
+//! reach `data_end` (too big, bare newline, handler refusal, RSET, timeout, disconnect...):
+//! whatever the handler buffered for it must be discarded. Only the reply to `data_end`
+//! acknowledges a message, so a handler that answers 250 there must have handed it on.
+#![allow(async_fn_in_trait)]
+
+use core::net::SocketAddr;
+
+use crate::envelope::Rcpttos;
+use crate::reply::Reply;
+
+/// A hook's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Verdict<'a> {
+    /// Proceed with the core's default reply.
+    Accept,
+    /// Send this reply: a 2xx/3xx accepts with a custom text, a 4xx/5xx refuses, and `421`
+    /// also closes the session.
+    Reply(Reply<'a>),
+}
+
+impl Verdict<'_> {
+    pub fn is_accept(&self) -> bool {
+        match self {
+            Verdict::Accept => true,
+            Verdict::Reply(reply) => reply.is_positive(),
+        }
+    }
+}
+
+/// Whether the channel is reading commands or message content (Python's `smtp_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SmtpState {
+    Command,
+    Data,
+}
+
+/// The `BODY=` MAIL parameter (RFC 6152, RFC 3030).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Body {
+    #[default]
+    SevenBit,
+    EightBitMime,
+    BinaryMime,
+}
+
+/// The MAIL parameters the core understands, validated (any other parameter is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MailParams {
+    /// `SIZE=` (RFC 1870), already checked against the limit.
+    pub size: Option<u64>,
+    pub body: Body,
+    /// `SMTPUTF8` (RFC 6531): UTF-8 addresses are allowed in this transaction.
+    pub smtputf8: bool,
+}
+
+/// Why a started message will not reach `data_end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AbortReason {
+    /// Over the message size limit.
+    TooBig,
+    /// A bare CR or LF under the reject policy.
+    BareNewline,
+    /// A text line over the limit.
+    LineTooLong,
+    /// `data_chunk` returned an error.
+    Refused,
+    /// RSET, HELO or EHLO ended the transaction.
+    Reset,
+    /// The client went silent past the timeout.
+    Timeout,
+    /// The connection ended (or was ended) mid-message.
+    Disconnected,
+}
+
+/// What a hook can see of the session: Python's `SMTPChannel` attributes.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    /// The server's host name (Python's `fqdn`).
+    pub fqdn: &'a str,
+    /// The client address given by the frontend (Python's `peer`).
+    pub peer: Option<SocketAddr>,
+    pub smtp_state: SmtpState,
+    /// The HELO/EHLO argument, once greeted.
+    pub seen_greeting: Option<&'a str>,
+    /// The greeting was EHLO.
+    pub extended_smtp: bool,
+    /// The reverse-path, once MAIL was accepted; empty for `<>`.
+    pub mailfrom: Option<&'a str>,
+    /// The accepted forward-paths.
+    pub rcpttos: Rcpttos<'a>,
+    /// The accepted MAIL's parameters.
+    pub mail_params: MailParams,
+}
+
+/// The per-connection application logic. Every hook has an accepting default.
+pub trait Handler {
+    /// A client connected. Refusing sends the reply (e.g. `554`) and closes; a `220` reply
+    /// replaces the greeting.
+    async fn connect(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        let _ = cx;
+        Verdict::Accept
+    }
+
+    /// HELO (`extended == false`) or EHLO. Accepting starts a new session state.
+    async fn hello(&mut self, cx: &Context<'_>, domain: &str, extended: bool) -> Verdict<'_> {
+        let _ = (cx, domain, extended);
+        Verdict::Accept
+    }
+
+    /// MAIL, with a syntactically valid reverse-path (empty for `<>`) and checked parameters.
+    async fn mail(&mut self, cx: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
+        let _ = (cx, from, params);
+        Verdict::Accept
+    }
+
+    /// RCPT: accept or refuse one recipient.
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        let _ = (cx, to);
+        Verdict::Accept
+    }
+
+    /// DATA, or the first BDAT of a transaction, before any content.
+    async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        let _ = cx;
+        Verdict::Accept
+    }
+
+    /// A piece of message content, dot-unstuffed, in order. An error refuses the message:
+    /// the rest is discarded and the reply is sent once the client finished sending it.
+    async fn data_chunk(&mut self, cx: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
+        let _ = (cx, chunk);
+        Ok(())
+    }
+
+    /// The whole message was received: the final verdict. Answer 250 only once the message
+    /// has been handed on.
+    async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        let _ = cx;
+        Verdict::Accept
+    }
+
+    /// The started message is dropped; discard what was buffered for it.
+    async fn data_abort(&mut self, cx: &Context<'_>, reason: AbortReason) {
+        let _ = (cx, reason);
+    }
+
+    /// RSET (the transaction is dropped).
+    async fn rset(&mut self, cx: &Context<'_>) {
+        let _ = cx;
+    }
+
+    /// QUIT (the session ends after `221`).
+    async fn quit(&mut self, cx: &Context<'_>) {
+        let _ = cx;
+    }
+
+    /// A verb the core does not implement (Python's `smtp_FOO` methods). `None` answers
+    /// `500 Error: command "FOO" not recognized`.
+    async fn unknown(
+        &mut self,
+        cx: &Context<'_>,
+        verb: &str,
+        arg: Option<&str>,
+    ) -> Option<Reply<'_>> {
+        let _ = (cx, verb, arg);
+        None
+    }
+}

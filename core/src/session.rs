@@ -1,0 +1,152 @@
+//! The driver: a [`Channel`] and a [`Handler`], awaited together.
+//!
+//! A frontend owns one `Session` per connection and does only I/O:
+//!
+//! ```text
+//! session.handle_input(&[], now).await;          // greeting
+//! loop {
+//!     write(session.output()); session.consume_output(n);
+//!     if session.is_closed() { break }
+//!     select { read(buf) => { let used = session.handle_input(&buf, now).await; keep buf[used..] }
+//!              timer(session.poll_timeout()) => session.handle_timeout(now).await }
+//! }
+//! ```
+//!
+//! `handle_input` consumes as much input as it can: every complete command of a pipelined
+//! group is answered into the output buffer, so the replies go out in one write
+//! (RFC 2920). It stops early only when the output buffer needs flushing; the caller then
+//! writes the output and offers the unconsumed rest again.
+
+use core::net::SocketAddr;
+
+use crate::channel::{capacity, Channel, Event};
+use crate::config::Config;
+use crate::handler::{Context, Handler, Verdict};
+use crate::timeout::Instant;
+
+/// One SMTP session: channel state plus the application's handler.
+pub struct Session<
+    'c,
+    H,
+    const LINE: usize = { capacity::LINE },
+    const OUT: usize = { capacity::OUT },
+    const ENVELOPE: usize = { capacity::ENVELOPE },
+    const RCPTS: usize = { capacity::RCPTS },
+> {
+    channel: Channel<'c, LINE, OUT, ENVELOPE, RCPTS>,
+    handler: H,
+}
+
+impl<
+        'c,
+        H: Handler,
+        const LINE: usize,
+        const OUT: usize,
+        const ENVELOPE: usize,
+        const RCPTS: usize,
+    > Session<'c, H, LINE, OUT, ENVELOPE, RCPTS>
+{
+    /// A session for a new connection; call `handle_input(&[], now)` to send the greeting.
+    pub fn new(config: &'c Config<'c>, peer: Option<SocketAddr>, handler: H) -> Self {
+        Session {
+            channel: Channel::new(config, peer),
+            handler,
+        }
+    }
+
+    /// Processes `input` received at `now`; returns how many octets were consumed.
+    pub async fn handle_input(&mut self, input: &[u8], now: Instant) -> usize {
+        let mut pos = 0;
+        loop {
+            let (n, chunk) = self.channel.receive(&input[pos..], now);
+            pos += n;
+            if let Some(chunk) = chunk {
+                let cx = self.channel.context();
+                if let Err(reply) = self.handler.data_chunk(&cx, chunk).await {
+                    self.channel.refuse_data(reply);
+                }
+            } else if !self.dispatch().await {
+                return pos;
+            }
+        }
+    }
+
+    /// Ends the session with `421` if its deadline has passed (see [`poll_timeout`](Self::poll_timeout)).
+    pub async fn handle_timeout(&mut self, now: Instant) {
+        self.channel.handle_timeout(now);
+        while self.dispatch().await {}
+    }
+
+    /// The connection closed or failed: an open message is aborted.
+    pub async fn handle_disconnect(&mut self) {
+        self.channel.handle_disconnect();
+        while self.dispatch().await {}
+    }
+
+    /// The next deadline, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.channel.poll_timeout()
+    }
+
+    /// Reply bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        self.channel.output()
+    }
+
+    /// Drops the first `n` octets of output, once written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.channel.consume_output(n)
+    }
+
+    /// The session is over: write the remaining output, then close.
+    pub fn is_closed(&self) -> bool {
+        self.channel.is_closed()
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        self.channel.context()
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// Awaits the hook for the pending event, if any, and resolves it.
+    async fn dispatch(&mut self) -> bool {
+        let Some(event) = self.channel.event() else {
+            return false;
+        };
+        let cx = self.channel.context();
+        let handler = &mut self.handler;
+        let verdict = match event {
+            Event::Connect => handler.connect(&cx).await,
+            Event::Hello { domain, extended } => handler.hello(&cx, domain, extended).await,
+            Event::Mail { from, params } => handler.mail(&cx, from, &params).await,
+            Event::Rcpt { to } => handler.rcpt(&cx, to).await,
+            Event::DataStart => handler.data_start(&cx).await,
+            Event::DataEnd => handler.data_end(&cx).await,
+            Event::DataAbort(reason) => {
+                handler.data_abort(&cx, reason).await;
+                Verdict::Accept
+            }
+            Event::Rset => {
+                handler.rset(&cx).await;
+                Verdict::Accept
+            }
+            Event::Quit => {
+                handler.quit(&cx).await;
+                Verdict::Accept
+            }
+            Event::Unknown { verb, arg } => match handler.unknown(&cx, verb, arg).await {
+                Some(reply) => Verdict::Reply(reply),
+                None => Verdict::Accept,
+            },
+        };
+        self.channel.resolve(verdict);
+        true
+    }
+}
