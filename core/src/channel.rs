@@ -370,6 +370,17 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
         matches!(self.state.mode, Mode::Closed)
     }
 
+    /// No transaction is in progress: the session can be ended now without losing anything
+    /// (used for graceful shutdown).
+    pub fn is_idle(&self) -> bool {
+        let s = &self.state;
+        matches!(s.mode, Mode::Command)
+            && s.pending.is_none()
+            && s.abort.is_none()
+            && s.envelope.mailfrom().is_none()
+            && self.line.line().is_empty()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.state.deadline
@@ -387,6 +398,24 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
             421,
             Some(EnhancedCode(4, 4, 2)),
             format_args!("{hostname} Error: timeout exceeded"),
+        );
+        s.close();
+    }
+
+    /// The server is stopping: ends the session with `421 4.3.2` (an open message is aborted,
+    /// RFC 5321 3.8).
+    pub fn shutdown(&mut self) {
+        let s = &mut self.state;
+        if matches!(s.mode, Mode::Closed) {
+            return;
+        }
+        s.pending = None;
+        s.abort_message(AbortReason::Shutdown);
+        let hostname = s.config.hostname;
+        s.writer().format(
+            421,
+            Some(EnhancedCode(4, 3, 2)),
+            format_args!("{hostname} Service shutting down, closing connection"),
         );
         s.close();
     }
@@ -796,7 +825,7 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
         let ext = self.config.extensions;
         let syntax = replies::syntax_error(Verb::Mail, true);
         let mut mail = MailParams::default();
-        let (mut size_seen, mut body_seen) = (false, false);
+        let (mut size_seen, mut body_seen, mut unknown) = (false, false, false);
         for param in params.iter() {
             let param = param.map_err(|_| syntax)?;
             let keyword = param.keyword;
@@ -844,8 +873,12 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
                 }
                 mail.smtputf8 = true;
             } else {
-                return Err(replies::MAIL_PARAMS_UNKNOWN);
+                unknown = true;
             }
+        }
+        // Like Python smtpd: errors in known parameters first, unknown ones last.
+        if unknown {
+            return Err(replies::MAIL_PARAMS_UNKNOWN);
         }
         Ok(mail)
     }

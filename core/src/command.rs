@@ -105,7 +105,7 @@ impl Verb {
 pub enum CommandError {
     /// Nothing but blanks.
     Empty,
-    /// The verb holds characters other than letters and digits.
+    /// The verb holds control characters, non-ASCII or TAB.
     BadVerb,
     /// A known verb with malformed arguments.
     Syntax(Verb),
@@ -120,7 +120,7 @@ impl<'a> Command<'a> {
         if verb_text.is_empty() {
             return Err(CommandError::Empty);
         }
-        if !verb_text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !verb_text.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(CommandError::BadVerb);
         }
         let Some(verb) = Verb::from_name(verb_text) else {
@@ -290,6 +290,15 @@ mod tests {
         assert_eq!(Command::parse(""), Err(CommandError::Empty));
         assert_eq!(Command::parse("   "), Err(CommandError::Empty));
         assert_eq!(Command::parse("NO\0OP"), Err(CommandError::BadVerb));
+        assert_eq!(Command::parse("NOOP\targ"), Err(CommandError::BadVerb));
+        assert_eq!(Command::parse("É"), Err(CommandError::BadVerb));
+        assert_eq!(
+            Command::parse("UNKNOWN_CMD"),
+            Ok(Command::Unknown {
+                verb: "UNKNOWN_CMD",
+                arg: None
+            })
+        );
         assert_eq!(
             Command::parse("HELO"),
             Err(CommandError::Syntax(Verb::Helo))

@@ -89,6 +89,8 @@ pub enum AbortReason {
     Timeout,
     /// The connection ended (or was ended) mid-message.
     Disconnected,
+    /// The server is shutting down.
+    Shutdown,
 }
 
 /// What a hook can see of the session: Python's `SMTPChannel` attributes.

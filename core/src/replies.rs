@@ -83,6 +83,9 @@ pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, (4, 5, 3), "Error: too ma
 pub const INSUFFICIENT_STORAGE: Reply =
     Reply::new(452, (4, 3, 1), "Error: insufficient system storage");
 
+/// For a connection over the server's cap: resolve its `Connect` event with this.
+pub const TOO_MANY_CONNECTIONS: Reply = Reply::new(421, (4, 3, 2), "Too many connections");
+
 pub const TOO_MUCH_DATA: Reply = Reply::new(552, (5, 3, 4), "Error: Too much mail data");
 pub const BARE_LF: Reply = Reply::new(550, (5, 5, 2), "Error: bare <LF> received");
 pub const BARE_CR: Reply = Reply::new(550, (5, 5, 2), "Error: bare <CR> received");

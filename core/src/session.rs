@@ -77,6 +77,12 @@ impl<
         while self.dispatch().await {}
     }
 
+    /// The server is stopping: `421` now (call it once the grace period is over).
+    pub async fn handle_shutdown(&mut self) {
+        self.channel.shutdown();
+        while self.dispatch().await {}
+    }
+
     /// The connection closed or failed: an open message is aborted.
     pub async fn handle_disconnect(&mut self) {
         self.channel.handle_disconnect();
@@ -103,6 +109,11 @@ impl<
         self.channel.is_closed()
     }
 
+    /// No transaction is in progress (see [`Channel::is_idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.channel.is_idle()
+    }
+
     pub fn context(&self) -> Context<'_> {
         self.channel.context()
     }
@@ -113,6 +124,10 @@ impl<
 
     pub fn handler_mut(&mut self) -> &mut H {
         &mut self.handler
+    }
+
+    pub fn into_handler(self) -> H {
+        self.handler
     }
 
     /// Awaits the hook for the pending event, if any, and resolves it.

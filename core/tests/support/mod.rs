@@ -192,11 +192,10 @@ impl Client {
     /// Sends raw bytes in pieces of `step` octets, flushing output like a frontend would.
     pub fn send_in_pieces(&mut self, bytes: &[u8], step: usize) -> String {
         let mut out = Vec::new();
-        let mut pieces = bytes.chunks(step).peekable();
         if bytes.is_empty() {
             self.feed(b"", &mut out);
         }
-        while let Some(piece) = pieces.next() {
+        for piece in bytes.chunks(step) {
             self.feed(piece, &mut out);
         }
         self.transcript.extend_from_slice(&out);
