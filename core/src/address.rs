@@ -56,21 +56,24 @@ pub enum AddressError {
 ///
 /// Returns the path and the rest of the input.
 pub fn parse_path(input: &str, postmaster: bool) -> Result<(Path<'_>, &str), AddressError> {
-    let (rest, (sent, mailbox)) = if input.starts_with('<') {
+    let bracketed = input.starts_with('<');
+    let (rest, (sent, mailbox)) = if bracketed {
         angle_path(input, postmaster)
     } else {
         bare_mailbox(input, postmaster)
     }
     .map_err(|_| AddressError::Syntax)?;
-    if let Some(at) = mailbox.rfind('@') {
-        if at > MAX_LOCAL_PART {
+    // The local part is what its parser consumed: a general address literal may hold '@'.
+    if let Ok((domain, local)) = local_part(mailbox) {
+        if local.len() > MAX_LOCAL_PART {
             return Err(AddressError::LocalPartTooLong);
         }
-        if mailbox.len() - at - 1 > MAX_DOMAIN {
+        if domain.len().saturating_sub(1) > MAX_DOMAIN {
             return Err(AddressError::DomainTooLong);
         }
     }
-    if sent.len() > MAX_PATH {
+    let brackets = if bracketed { 0 } else { 2 };
+    if sent.len() + brackets > MAX_PATH {
         return Err(AddressError::PathTooLong);
     }
     let utf8 = !mailbox.is_ascii();

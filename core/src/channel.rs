@@ -239,9 +239,9 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
                     }
                     let had_error = decoder.error().is_some();
                     let (n, decoded) = decoder.decode(rest);
+                    let error = decoder.error();
                     pos += n;
-                    let error = decoder.error().filter(|_| !had_error);
-                    if let Some(error) = error {
+                    if let (false, Some(error)) = (had_error, error) {
                         s.fail(Failure::Data(error));
                     }
                     match decoded {
@@ -250,6 +250,10 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
                             return (pos, Some(chunk));
                         }
                         Decoded::End => {
+                            // Report the decoder's error by precedence, not by arrival.
+                            if let (Some(Failure::Data(_)), Some(error)) = (s.failure, error) {
+                                s.failure = Some(Failure::Data(error));
+                            }
                             s.mode = Mode::Command;
                             s.end_of_message(None);
                             s.arm_unless_pending(now);
@@ -487,10 +491,7 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
 
     /// A reply without enhanced code (greeting, HELO/EHLO: RFC 2034 3).
     fn reply_plain(&mut self, reply: &Reply<'_>) {
-        self.reply(&Reply {
-            enhanced: None,
-            ..*reply
-        });
+        self.reply(&without_enhanced(*reply));
     }
 
     /// Counts a bad command; answers `reply`, or `421` once over the limit.
@@ -560,18 +561,17 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
         }
     }
 
-    /// Records why the open message will be refused (the first reason wins).
+    /// Records why the open message will be refused (the first reason wins). A handler's
+    /// refusal aborts the message at once; a decoder error at the end of data, with the
+    /// decoder's final verdict (which does not depend on how the input was split).
     fn fail(&mut self, failure: Failure) {
         if self.failure.is_some() {
             return;
         }
         self.failure = Some(failure);
-        self.abort_message(match failure {
-            Failure::Data(DataError::TooBig) => AbortReason::TooBig,
-            Failure::Data(DataError::BareLf | DataError::BareCr) => AbortReason::BareNewline,
-            Failure::Data(DataError::LineTooLong) => AbortReason::LineTooLong,
-            Failure::Refused(_) => AbortReason::Refused,
-        });
+        if let Failure::Refused(_) = failure {
+            self.abort_message(AbortReason::Refused);
+        }
     }
 
     fn reset_transaction(&mut self) {
@@ -586,6 +586,12 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
     /// The end of DATA (`bdat == None`) or of a BDAT chunk.
     fn end_of_message(&mut self, bdat: Option<(u64, bool)>) {
         if let Some(failure) = self.failure.take() {
+            self.abort_message(match failure {
+                Failure::Data(DataError::TooBig) => AbortReason::TooBig,
+                Failure::Data(DataError::BareLf | DataError::BareCr) => AbortReason::BareNewline,
+                Failure::Data(DataError::LineTooLong) => AbortReason::LineTooLong,
+                Failure::Refused(_) => AbortReason::Refused,
+            });
             let reply = match failure {
                 Failure::Data(DataError::TooBig) => replies::TOO_MUCH_DATA,
                 Failure::Data(DataError::BareLf) => replies::BARE_LF,
@@ -637,11 +643,16 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
         }
         let extended = self.extended;
         match parsed {
-            Err(CommandError::Empty | CommandError::BadVerb) => {
+            Err(CommandError::Empty | CommandError::BadVerb | CommandError::ControlCharacter) => {
                 self.bad_command(&replies::BAD_SYNTAX)
             }
             Err(CommandError::Syntax(verb)) => {
-                self.bad_command(&replies::syntax_error(verb, extended))
+                let reply = replies::syntax_error(verb, extended);
+                if matches!(verb, Verb::Helo | Verb::Ehlo) {
+                    self.bad_command(&without_enhanced(reply))
+                } else {
+                    self.bad_command(&reply)
+                }
             }
             Err(CommandError::Address(verb, error)) => self.bad_command(&match error {
                 AddressError::Syntax => replies::syntax_error(verb, extended),
@@ -657,7 +668,7 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
         let extended = self.extended;
         match command {
             Command::Helo(domain) | Command::Ehlo(domain) if domain.len() > 255 => {
-                self.bad_command(&replies::HELO_TOO_LONG)
+                self.bad_command(&without_enhanced(replies::HELO_TOO_LONG))
             }
             Command::Helo(domain) => self.raise(Pending::Hello {
                 domain: Span::of(line, domain),
@@ -725,7 +736,10 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
                 self.raise(Pending::Rset);
             }
             Command::Noop => self.reply(&replies::OK),
-            Command::Quit => self.raise(Pending::Quit),
+            Command::Quit => {
+                self.abort_message(AbortReason::Reset);
+                self.raise(Pending::Quit);
+            }
             Command::Help(topic) => self.help(topic),
             Command::Vrfy(user) => match parse_user(user) {
                 Ok(_) => self.reply(&replies::CANNOT_VRFY),
@@ -904,12 +918,13 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
                 }
             },
             Pending::Hello { domain, extended } => {
+                // RFC 2034 3: no enhanced code on any reply to HELO or EHLO.
                 if !accepted {
-                    return self.reply(&custom.unwrap_or(replies::OK));
+                    return self.reply_plain(&custom.unwrap_or(replies::OK));
                 }
                 self.reset_transaction();
                 if self.envelope.set_greeting(domain.get(line)).is_err() {
-                    return self.reply(&replies::INSUFFICIENT_STORAGE);
+                    return self.reply_plain(&replies::INSUFFICIENT_STORAGE);
                 }
                 self.extended = extended;
                 match custom {
@@ -1015,6 +1030,13 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
         while let Some((_, keyword)) = enabled.next() {
             writer.line(250, None, enabled.peek().is_none(), &[keyword]);
         }
+    }
+}
+
+fn without_enhanced(reply: Reply<'_>) -> Reply<'_> {
+    Reply {
+        enhanced: None,
+        ..reply
     }
 }
 

@@ -105,8 +105,10 @@ impl Verb {
 pub enum CommandError {
     /// Nothing but blanks.
     Empty,
-    /// The verb holds control characters, non-ASCII or TAB.
+    /// The verb holds non-ASCII characters or TAB.
     BadVerb,
+    /// A control character (NUL, DEL, ...) anywhere in the line (RFC 5321 4.1.1 grammar).
+    ControlCharacter,
     /// A known verb with malformed arguments.
     Syntax(Verb),
     /// MAIL or RCPT with a malformed path.
@@ -116,6 +118,9 @@ pub enum CommandError {
 impl<'a> Command<'a> {
     /// Parses one command line, without its CRLF.
     pub fn parse(line: &'a str) -> Result<Command<'a>, CommandError> {
+        if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(CommandError::ControlCharacter);
+        }
         let (verb_text, arg) = split_verb(line);
         if verb_text.is_empty() {
             return Err(CommandError::Empty);
@@ -289,7 +294,14 @@ mod tests {
     fn syntax_errors() {
         assert_eq!(Command::parse(""), Err(CommandError::Empty));
         assert_eq!(Command::parse("   "), Err(CommandError::Empty));
-        assert_eq!(Command::parse("NO\0OP"), Err(CommandError::BadVerb));
+        assert_eq!(
+            Command::parse("NO\0OP"),
+            Err(CommandError::ControlCharacter)
+        );
+        assert_eq!(
+            Command::parse("HELO a\0b"),
+            Err(CommandError::ControlCharacter)
+        );
         assert_eq!(Command::parse("NOOP\targ"), Err(CommandError::BadVerb));
         assert_eq!(Command::parse("É"), Err(CommandError::BadVerb));
         assert_eq!(

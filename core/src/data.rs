@@ -9,23 +9,31 @@
 //!   never starts a line, so `<LF>.<CR><LF>`, `<CR>.<CR>` and friends are content
 //!   (CVE-2023-51764), under every [`BareNewline`] policy.
 //! - A leading dot is removed only from lines that start after a CRLF.
-//! - Once a [`DataError`] is recorded no further body is emitted; decoding goes on to the real
-//!   end of data so that the session stays in sync.
+//! - Once a [`DataError`] is found no further body is emitted; decoding goes on to the real
+//!   end of data so that the session stays in sync. Every kind of error is noted and the one
+//!   reported is the first by [`DataError`] order (of two bare newlines, the first in the
+//!   input), so it does not depend on how the input was split.
 
 use crate::config::BareNewline;
 
-/// Why a message is refused at its end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a message is refused at its end, in order of precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum DataError {
+    /// More octets than the message size limit.
+    TooBig,
     /// A LF not preceded by CR, under [`BareNewline::Reject`].
     BareLf,
     /// A CR not followed by LF, under [`BareNewline::Reject`].
     BareCr,
     /// A text line longer than the configured limit.
     LineTooLong,
-    /// More octets than the message size limit.
-    TooBig,
+}
+
+impl DataError {
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
 }
 
 /// What [`DataDecoder::decode`] found next.
@@ -64,10 +72,11 @@ pub struct DataDecoder {
     line_len: usize,
     /// Longest line content (limit minus CRLF).
     max_line: usize,
-    /// Octets emitted so far.
+    /// Octets of content so far (emitted or not).
     size: u64,
     max_size: u64,
-    error: Option<DataError>,
+    /// Every [`DataError`] seen, one bit each.
+    errors: u8,
 }
 
 impl DataDecoder {
@@ -80,16 +89,23 @@ impl DataDecoder {
             max_line: text_line.map_or(usize::MAX, |n| n.saturating_sub(2)),
             size: 0,
             max_size: message_size.unwrap_or(u64::MAX),
-            error: None,
+            errors: 0,
         }
     }
 
-    /// The first error recorded, if any.
+    /// The error to report (the first by precedence), if any.
     pub fn error(&self) -> Option<DataError> {
-        self.error
+        [
+            DataError::TooBig,
+            DataError::BareLf,
+            DataError::BareCr,
+            DataError::LineTooLong,
+        ]
+        .into_iter()
+        .find(|error| self.errors & error.bit() != 0)
     }
 
-    /// Octets of message content emitted so far.
+    /// Octets of message content so far.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -142,6 +158,11 @@ impl DataDecoder {
                             flush_run!();
                             i += 1;
                             run = i;
+                            if self.policy != BareNewline::Normalize {
+                                // The LF stays inside the line.
+                                self.line_len += 1;
+                                self.check_line_len();
+                            }
                             if let Some(bytes) = self.bare(DataError::BareLf, b"\n") {
                                 insert!(bytes);
                             }
@@ -173,7 +194,8 @@ impl DataDecoder {
                         flush_run!();
                         i += 1;
                         run = i;
-                        self.line_len = 1;
+                        // RFC 5321 4.5.3.1.6: the stuffed dot does not count.
+                        self.line_len = 0;
                         self.state = State::Dot;
                     } else {
                         self.state = State::Text;
@@ -223,18 +245,13 @@ impl DataDecoder {
         }
     }
 
-    /// Counts `chunk` as emitted, unless an error was recorded or it exceeds the size limit.
+    /// Counts `chunk` as content; returns it to emit unless an error was found.
     fn accept<'a>(&mut self, chunk: &'a [u8]) -> Option<&'a [u8]> {
-        if self.error.is_some() {
-            return None;
-        }
-        let size = self.size + chunk.len() as u64;
-        if size > self.max_size {
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        if self.size > self.max_size {
             self.fail(DataError::TooBig);
-            return None;
         }
-        self.size = size;
-        Some(chunk)
+        (self.errors == 0).then_some(chunk)
     }
 
     fn check_line_len(&mut self) {
@@ -244,7 +261,11 @@ impl DataDecoder {
     }
 
     fn fail(&mut self, error: DataError) {
-        self.error.get_or_insert(error);
+        let bare = DataError::BareLf.bit() | DataError::BareCr.bit();
+        if error.bit() & bare != 0 && self.errors & bare != 0 {
+            return; // the first bare CR or LF is the one reported
+        }
+        self.errors |= error.bit();
     }
 }
 

@@ -83,7 +83,7 @@ pub enum AbortReason {
     LineTooLong,
     /// `data_chunk` returned an error.
     Refused,
-    /// RSET, HELO or EHLO ended the transaction.
+    /// RSET, HELO, EHLO or QUIT ended the transaction.
     Reset,
     /// The client went silent past the timeout.
     Timeout,
