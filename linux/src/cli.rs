@@ -1,0 +1,162 @@
+//! The `smtpd` command line: Python smtpd's interface, unchanged, plus modern options.
+//!
+//! `smtpd [-n] [-V] [-c CLASS] [-s SIZE] [-u] [-d] [localhost:port [remotehost:port]]`.
+//! Without arguments: `DebuggingServer` on 127.0.0.1:8025.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use smtpd_core::Config;
+
+use crate::server::Options;
+
+/// A fast, safe SMTP server (a drop-in for Python's `python -m smtpd`).
+#[derive(Parser, Debug)]
+#[command(name = "smtpd", version)]
+pub struct Args {
+    /// Accepted for Python compatibility: smtpd never changes its user id.
+    #[arg(short = 'n', long)]
+    pub nosetuid: bool,
+    /// Handler class: DebuggingServer, Sink or Maildir (with --maildir).
+    #[arg(
+        short = 'c',
+        long = "class",
+        value_name = "CLASS",
+        default_value = "DebuggingServer"
+    )]
+    pub class: String,
+    /// Largest message in octets (advertised with SIZE) [default: 33554432].
+    #[arg(short = 's', long, value_name = "SIZE")]
+    pub size: Option<u64>,
+    /// Accepted for Python compatibility: SMTPUTF8 is always offered.
+    #[arg(short = 'u', long)]
+    pub smtputf8: bool,
+    /// Debug output: verbose logs, and DebuggingServer prints the envelope.
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+    /// Address to listen on.
+    #[arg(value_name = "localhost:port", default_value = "127.0.0.1:8025")]
+    pub local: String,
+    /// Upstream server for relaying classes.
+    #[arg(value_name = "remotehost:port", default_value = "localhost:25")]
+    pub remote: String,
+    /// Deliver into this maildir (selects the Maildir class).
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Option<PathBuf>,
+    /// Host name for the greeting and HELO replies [default: this host's name].
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// io_uring runtimes, one listener each [default: available cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Connections beyond this get `421 4.3.2 Too many connections`.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Recipients per message.
+    #[arg(long, default_value_t = 100)]
+    pub max_recipients: usize,
+    /// Seconds to wait for a command (RFC 5321 4.5.3.2.7).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub command_timeout: u64,
+    /// Seconds to wait for the next block of message data (RFC 5321 4.5.3.2.5).
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub data_timeout: u64,
+    /// Seconds sessions may continue after SIGINT/SIGTERM before `421`.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The handler classes the binary ships.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Class {
+    DebuggingServer,
+    Sink,
+    Maildir(PathBuf),
+}
+
+impl Args {
+    /// The handler class, or a one-line error.
+    pub fn class(&self) -> Result<Class, String> {
+        let name = self.class.strip_prefix("smtpd.").unwrap_or(&self.class);
+        match (name, &self.maildir) {
+            // The default class gives way to --maildir.
+            ("Maildir" | "DebuggingServer", Some(dir)) => Ok(Class::Maildir(dir.clone())),
+            (_, Some(_)) => Err(format!("--maildir cannot be used with class {name}")),
+            ("Maildir", None) => Err("class Maildir needs --maildir DIR".into()),
+            ("DebuggingServer", None) => Ok(Class::DebuggingServer),
+            ("Sink", None) => Ok(Class::Sink),
+            ("PureProxy" | "MailmanProxy", None) => {
+                Err(format!("class {name} is not available yet"))
+            }
+            _ => Err(format!(
+                "unknown class {:?} (try DebuggingServer, Sink or Maildir)",
+                self.class
+            )),
+        }
+    }
+
+    /// The listening address, resolved.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        resolve(&self.local)
+    }
+
+    /// The protocol configuration these arguments ask for.
+    pub fn config(&self) -> Config<'static> {
+        let hostname = self.hostname.clone().unwrap_or_else(host_name);
+        let mut config = Config::new(Box::leak(hostname.into_boxed_str()));
+        if let Some(size) = self.size {
+            // Python: 0 means no limit.
+            config.limits.message_size = (size > 0).then_some(size);
+        }
+        config.limits.recipients = self.max_recipients;
+        config.timeouts.command = Duration::from_secs(self.command_timeout);
+        config.timeouts.data_block = Duration::from_secs(self.data_timeout);
+        config
+    }
+
+    pub fn options(&self) -> Result<Options, String> {
+        let mut options = Options {
+            bind: self.bind_addr()?,
+            max_connections: self.max_connections,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            ..Options::default()
+        };
+        if let Some(threads) = self.threads {
+            options.threads = threads.max(1);
+        }
+        Ok(options)
+    }
+}
+
+/// Resolves `host:port` (also `[v6]:port`); Python's `localhost:8025` form.
+pub fn resolve(spec: &str) -> Result<SocketAddr, String> {
+    let unusable = |why: String| format!("cannot use address {spec:?}: {why}");
+    let (host, port) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| unusable("expected host:port".into()))?;
+    let port: u16 = port.parse().map_err(|_| unusable("bad port".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unusable(e.to_string()))?;
+    addrs.next().ok_or_else(|| unusable("no address".into()))
+}
+
+/// This machine's host name (Python uses `socket.getfqdn()`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

@@ -1,0 +1,177 @@
+//! `DebuggingServer`: prints each message to stdout exactly like Python 3.11's.
+//!
+//! Python's command line runs it with `decode_data=False`, so every line is printed as a
+//! bytes literal (`b'Subject: hi'`), with `b'X-Peer: <ip>'` before the first empty line.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use crate::message::{Message, OwnedReply, ProcessMessage};
+use smtpd_core::handler::Body;
+
+/// Prints every message between `---------- MESSAGE FOLLOWS ----------` and
+/// `------------ END MESSAGE ------------`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DebuggingServer {
+    /// Also print the envelope (`-d`).
+    pub envelope: bool,
+}
+
+impl DebuggingServer {
+    /// The text printed for `message`.
+    pub fn render(&self, message: &Message<'_>) -> String {
+        let mut out = String::new();
+        if self.envelope {
+            let _ = writeln!(out, "X-Envelope-From: <{}>", message.mailfrom);
+            for rcpt in message.rcpttos {
+                let _ = writeln!(out, "X-Envelope-To: <{rcpt}>");
+            }
+        }
+        out.push_str("---------- MESSAGE FOLLOWS ----------\n");
+        let options = mail_options(message);
+        if !options.is_empty() {
+            let quoted: Vec<String> = options.iter().map(|o| format!("'{o}'")).collect();
+            let _ = writeln!(out, "mail options: [{}]", quoted.join(", "));
+        }
+        let mut in_headers = true;
+        for line in split_lines(message.data) {
+            if in_headers && line.is_empty() {
+                let ip = message.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+                let peer = format!("X-Peer: {ip}");
+                let _ = writeln!(out, "{}", python_bytes_repr(peer.as_bytes()));
+                in_headers = false;
+            }
+            let _ = writeln!(out, "{}", python_bytes_repr(line));
+        }
+        out.push_str("------------ END MESSAGE ------------\n");
+        out
+    }
+}
+
+impl ProcessMessage for DebuggingServer {
+    async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
+        let text = self.render(message);
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|_| OwnedReply::new(451, (4, 3, 0), "Error: could not print message"))
+    }
+}
+
+/// The MAIL parameters as Python's `mail_options` list (upper-cased).
+fn mail_options(message: &Message<'_>) -> Vec<String> {
+    let params = message.params;
+    let mut options = Vec::new();
+    if let Some(size) = params.size {
+        options.push(format!("SIZE={size}"));
+    }
+    match params.body {
+        Body::SevenBit => {}
+        Body::EightBitMime => options.push("BODY=8BITMIME".into()),
+        Body::BinaryMime => options.push("BODY=BINARYMIME".into()),
+    }
+    if params.smtputf8 {
+        options.push("SMTPUTF8".into());
+    }
+    options
+}
+
+/// Python's `bytes.splitlines()`: lines end at LF, CR or CRLF; no empty last line.
+fn split_lines(data: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'\n' => {
+                lines.push(&data[start..i]);
+                start = i + 1;
+            }
+            b'\r' => {
+                lines.push(&data[start..i]);
+                if data.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < data.len() {
+        lines.push(&data[start..]);
+    }
+    lines
+}
+
+/// Python's `repr(bytes)`: `b'...'`, double quotes when the bytes hold `'` but no `"`.
+pub fn python_bytes_repr(bytes: &[u8]) -> String {
+    let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(bytes.len() + 3);
+    out.push('b');
+    out.push(quote);
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            _ if b as char == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smtpd_core::handler::MailParams;
+
+    #[test]
+    fn bytes_repr_matches_python() {
+        assert_eq!(python_bytes_repr(b"Subject: hi"), "b'Subject: hi'");
+        assert_eq!(python_bytes_repr(b"it's"), "b\"it's\"");
+        assert_eq!(python_bytes_repr(b"'\""), "b'\\'\"'");
+        assert_eq!(
+            python_bytes_repr(b"a\\b\t\x00\xff\x7f"),
+            "b'a\\\\b\\t\\x00\\xff\\x7f'"
+        );
+    }
+
+    #[test]
+    fn renders_like_python_debugging_server() {
+        let rcpts = vec!["c@d".to_string()];
+        let message = Message {
+            peer: "127.0.0.1:4000".parse().ok(),
+            mailfrom: "a@b",
+            rcpttos: &rcpts,
+            data: b"Subject: x\r\nFrom: a@b\r\n\r\nbody\r\n",
+            helo: Some("client"),
+            params: MailParams {
+                size: Some(12),
+                ..MailParams::default()
+            },
+        };
+        assert_eq!(
+            DebuggingServer::default().render(&message),
+            "---------- MESSAGE FOLLOWS ----------\nmail options: ['SIZE=12']\n\
+             b'Subject: x'\nb'From: a@b'\nb'X-Peer: 127.0.0.1'\nb''\nb'body'\n\
+             ------------ END MESSAGE ------------\n"
+        );
+        let with_envelope = DebuggingServer { envelope: true }.render(&message);
+        assert!(with_envelope.starts_with("X-Envelope-From: <a@b>\nX-Envelope-To: <c@d>\n---"));
+    }
+}

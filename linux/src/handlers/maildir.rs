@@ -1,0 +1,171 @@
+//! `Maildir`: each accepted message becomes one file in `DIR/new`.
+//!
+//! The message streams into `DIR/tmp/<unique>` (64 KiB writes through io_uring); at its end
+//! the file is fsynced, renamed into `DIR/new` and the directory fsynced, and only then does
+//! the client get `250`. The file starts with `X-Envelope-From: <path>` and one
+//! `X-Envelope-To: <path>` line per accepted recipient, followed by the content exactly as
+//! received after dot-unstuffing. A message that is refused or aborted leaves no file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use smtpd_core::handler::{AbortReason, Context, Handler, Verdict};
+use smtpd_core::Reply;
+use tokio_uring::fs::File;
+
+const WRITE_SIZE: usize = 64 * 1024;
+const STORE_FAILED: Reply<'static> = Reply::new(451, (4, 3, 0), "Error: could not store message");
+
+/// Writes messages into a maildir; one value per connection, sharing the directory.
+#[derive(Debug)]
+pub struct Maildir {
+    dir: Arc<PathBuf>,
+    open: Option<OpenMessage>,
+}
+
+#[derive(Debug)]
+struct OpenMessage {
+    file: File,
+    name: String,
+    written: u64,
+    buffer: Vec<u8>,
+}
+
+impl Maildir {
+    /// Creates `dir/{tmp,new,cur}` if needed.
+    pub fn create_dirs(dir: &Path) -> io::Result<()> {
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        Ok(())
+    }
+
+    /// A handler writing into `dir` (whose subdirectories must exist).
+    pub fn new(dir: Arc<PathBuf>) -> Self {
+        Maildir { dir, open: None }
+    }
+
+    async fn start(&mut self, cx: &Context<'_>) -> io::Result<()> {
+        let name = unique_name();
+        let file = File::create(self.dir.join("tmp").join(&name)).await?;
+        let mut buffer = Vec::with_capacity(WRITE_SIZE);
+        let mailfrom = cx.mailfrom.unwrap_or_default();
+        buffer.extend_from_slice(format!("X-Envelope-From: <{mailfrom}>\n").as_bytes());
+        for rcpt in cx.rcpttos.clone() {
+            buffer.extend_from_slice(format!("X-Envelope-To: <{rcpt}>\n").as_bytes());
+        }
+        self.open = Some(OpenMessage {
+            file,
+            name,
+            written: 0,
+            buffer,
+        });
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        let Some(mut message) = self.open.take() else {
+            return Err(io::Error::other("no message open"));
+        };
+        let result = async {
+            message.flush().await?;
+            message.file.sync_all().await?;
+            Ok::<_, io::Error>(())
+        }
+        .await;
+        let tmp = self.dir.join("tmp").join(&message.name);
+        let _ = message.file.close().await;
+        if let Err(error) = result {
+            let _ = tokio_uring::fs::remove_file(&tmp).await;
+            return Err(error);
+        }
+        tokio_uring::fs::rename(&tmp, self.dir.join("new").join(&message.name)).await?;
+        // The rename is durable once the directory is synced.
+        let new = File::open(self.dir.join("new")).await?;
+        let synced = new.sync_all().await;
+        let _ = new.close().await;
+        synced
+    }
+
+    async fn discard(&mut self) {
+        if let Some(message) = self.open.take() {
+            let _ = message.file.close().await;
+            let _ = tokio_uring::fs::remove_file(self.dir.join("tmp").join(&message.name)).await;
+        }
+    }
+}
+
+impl OpenMessage {
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let len = buffer.len() as u64;
+        let (result, mut buffer) = self.file.write_all_at(buffer, self.written).await;
+        result?;
+        self.written += len;
+        buffer.clear();
+        self.buffer = buffer;
+        Ok(())
+    }
+}
+
+impl Handler for Maildir {
+    async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        self.discard().await;
+        match self.start(cx).await {
+            Ok(()) => Verdict::Accept,
+            Err(error) => {
+                tracing::error!(%error, dir = %self.dir.display(), "maildir: cannot create message file");
+                Verdict::Reply(STORE_FAILED)
+            }
+        }
+    }
+
+    async fn data_chunk(&mut self, _: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
+        let Some(message) = self.open.as_mut() else {
+            return Err(STORE_FAILED);
+        };
+        message.buffer.extend_from_slice(chunk);
+        if message.buffer.len() >= WRITE_SIZE {
+            if let Err(error) = message.flush().await {
+                tracing::error!(%error, "maildir: write failed");
+                return Err(STORE_FAILED);
+            }
+        }
+        Ok(())
+    }
+
+    async fn data_end(&mut self, _: &Context<'_>) -> Verdict<'_> {
+        match self.finish().await {
+            Ok(()) => Verdict::Accept,
+            Err(error) => {
+                tracing::error!(%error, "maildir: cannot deliver message");
+                Verdict::Reply(STORE_FAILED)
+            }
+        }
+    }
+
+    async fn data_abort(&mut self, _: &Context<'_>, _: AbortReason) {
+        self.discard().await;
+    }
+}
+
+/// `<seconds>.M<micros>P<pid>Q<counter>.<host>`, unique per process (maildir(5)).
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}.smtpd",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,25 @@
+//! # smtpd-linux
+//!
+//! A thread-per-core io_uring SMTP server driving [`smtpd_core`]: one `tokio-uring` runtime
+//! per thread, each with its own `SO_REUSEPORT` listener. The protocol lives in the core;
+//! this crate moves bytes, keeps one timer per connection, caps connections and shuts down
+//! gracefully.
+//!
+//! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
+//!   I/O loop.
+//! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
+//!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
+//!   [`smtpd_core::Handler`] directly.
+//! - [`handlers`]: `DebuggingServer`, `Sink`, `Maildir`; [`logging`]: per-message logs.
+//! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
+
+pub mod cli;
+pub mod connection;
+pub mod handlers;
+pub mod logging;
+pub mod message;
+pub mod server;
+
+pub use message::{Buffered, Message, OwnedReply, ProcessMessage};
+pub use server::{HandlerFactory, Options, Server, ShutdownHandle};
+pub use smtpd_core;

@@ -1,0 +1,120 @@
+//! Logs: one line per session (in the server) and one per message (this wrapper).
+#![allow(async_fn_in_trait)]
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
+use smtpd_core::Reply;
+
+/// Wraps a handler, logging each message with peer, sender, recipients, size, outcome and
+/// duration. All hooks are delegated unchanged.
+pub struct Logged<H> {
+    inner: H,
+    peer: SocketAddr,
+    size: u64,
+    started: Option<Instant>,
+    messages: usize,
+}
+
+impl<H> Logged<H> {
+    pub fn new(inner: H, peer: SocketAddr) -> Self {
+        Logged {
+            inner,
+            peer,
+            size: 0,
+            started: None,
+            messages: 0,
+        }
+    }
+
+    /// Messages accepted in this session.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+}
+
+/// One log line for a message that ended with `outcome`.
+fn log_message(
+    peer: SocketAddr,
+    size: u64,
+    started: Option<Instant>,
+    cx: &Context<'_>,
+    outcome: &dyn std::fmt::Display,
+) {
+    let rcpts: Vec<&str> = cx.rcpttos.clone().collect();
+    tracing::info!(
+        peer = %peer,
+        from = cx.mailfrom.unwrap_or_default(),
+        to = ?rcpts,
+        size,
+        outcome = %outcome,
+        ms = started.map_or(0, |t| t.elapsed().as_millis() as u64),
+        "message"
+    );
+}
+
+impl<H: Handler> Handler for Logged<H> {
+    async fn connect(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        self.inner.connect(cx).await
+    }
+
+    async fn hello(&mut self, cx: &Context<'_>, domain: &str, extended: bool) -> Verdict<'_> {
+        self.inner.hello(cx, domain, extended).await
+    }
+
+    async fn mail(&mut self, cx: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
+        self.inner.mail(cx, from, params).await
+    }
+
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        self.inner.rcpt(cx, to).await
+    }
+
+    async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        self.size = 0;
+        self.started = Some(Instant::now());
+        self.inner.data_start(cx).await
+    }
+
+    async fn data_chunk(&mut self, cx: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
+        self.size += chunk.len() as u64;
+        self.inner.data_chunk(cx, chunk).await
+    }
+
+    async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        let verdict = self.inner.data_end(cx).await;
+        let code = match verdict {
+            Verdict::Accept => 250,
+            Verdict::Reply(reply) => reply.code,
+        };
+        if verdict.is_accept() {
+            self.messages += 1;
+        }
+        log_message(self.peer, self.size, self.started, cx, &code);
+        verdict
+    }
+
+    async fn data_abort(&mut self, cx: &Context<'_>, reason: AbortReason) {
+        let outcome = format_args!("aborted: {reason:?}");
+        log_message(self.peer, self.size, self.started, cx, &outcome);
+        self.inner.data_abort(cx, reason).await
+    }
+
+    async fn rset(&mut self, cx: &Context<'_>) {
+        self.inner.rset(cx).await
+    }
+
+    async fn quit(&mut self, cx: &Context<'_>) {
+        self.inner.quit(cx).await
+    }
+
+    async fn unknown(
+        &mut self,
+        cx: &Context<'_>,
+        verb: &str,
+        arg: Option<&str>,
+    ) -> Option<Reply<'_>> {
+        self.inner.unknown(cx, verb, arg).await
+    }
+}

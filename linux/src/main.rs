@@ -1,0 +1,75 @@
+//! `smtpd`: the server binary. See `smtpd --help`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use smtpd_linux::cli::{Args, Class, LogFormat};
+use smtpd_linux::handlers::{DebuggingServer, Maildir, Sink};
+use smtpd_linux::{Buffered, HandlerFactory, Server};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("smtpd: error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let class = args.class()?;
+    let builder = Server::builder(args.config()).options(args.options()?);
+    match class {
+        Class::DebuggingServer => {
+            let envelope = args.debug;
+            serve(builder.build(move |_| Buffered::new(DebuggingServer { envelope })))
+        }
+        Class::Sink => serve(builder.build(|_| Sink)),
+        Class::Maildir(dir) => {
+            Maildir::create_dirs(&dir)
+                .map_err(|e| format!("cannot use maildir {}: {e}", dir.display()))?;
+            let dir: Arc<PathBuf> = Arc::new(dir);
+            serve(builder.build(move |_| Maildir::new(dir.clone())))
+        }
+    }
+}
+
+fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), String> {
+    let server = server.map_err(|e| format!("cannot listen: {e}"))?;
+    let shutdown = server.shutdown_handle();
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let mut signals = signals.forever();
+        if signals.next().is_some() {
+            tracing::info!("shutting down");
+            shutdown.shutdown();
+        }
+        if signals.next().is_some() {
+            std::process::exit(1);
+        }
+    });
+    tracing::info!(addr = %server.local_addr(), "listening");
+    server.run().map_err(|e| e.to_string())
+}
+
+fn init_logging(args: &Args) {
+    let level = if args.debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,129 @@
+//! The simple handler API: Python's `process_message(peer, mailfrom, rcpttos, data)`.
+//!
+//! Implement [`ProcessMessage`] and wrap it in [`Buffered`] to get a core
+//! [`Handler`]: the message is collected in memory (bounded by the configured message size
+//! limit, which the core enforces while it streams) and handed over whole once its end
+//! arrived. For per-recipient decisions or streaming, implement [`Handler`] directly.
+#![allow(async_fn_in_trait)]
+
+use std::net::SocketAddr;
+
+use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
+use smtpd_core::reply::EnhancedCode;
+use smtpd_core::Reply;
+
+/// A reply owned by the application (for texts built at run time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedReply {
+    pub code: u16,
+    pub enhanced: Option<EnhancedCode>,
+    pub text: String,
+}
+
+impl OwnedReply {
+    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Self {
+        OwnedReply {
+            code,
+            enhanced: Some(EnhancedCode(enhanced.0, enhanced.1, enhanced.2)),
+            text: text.into(),
+        }
+    }
+
+    pub fn as_reply(&self) -> Reply<'_> {
+        Reply {
+            code: self.code,
+            enhanced: self.enhanced,
+            text: &self.text,
+        }
+    }
+}
+
+/// One received message, as Python's `process_message` got it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// The client's address (Python's `peer`).
+    pub peer: Option<SocketAddr>,
+    /// The reverse-path; empty for `<>`.
+    pub mailfrom: &'a str,
+    /// The accepted forward-paths, in order.
+    pub rcpttos: &'a [String],
+    /// The message content exactly as received after dot-unstuffing (CRLF line ends).
+    pub data: &'a [u8],
+    /// The HELO/EHLO argument.
+    pub helo: Option<&'a str>,
+    pub params: MailParams,
+}
+
+/// Receives whole messages.
+pub trait ProcessMessage {
+    /// Handles one message. `Ok(())` answers `250 OK`; an error reply refuses it (or, if it is
+    /// a 2xx, accepts it with that text). Return `Ok` only once the message is safely handed on.
+    async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply>;
+}
+
+/// Adapts a [`ProcessMessage`] to the core's streaming [`Handler`].
+#[derive(Debug, Default)]
+pub struct Buffered<P> {
+    inner: P,
+    data: Vec<u8>,
+    rcpttos: Vec<String>,
+    reply: Option<OwnedReply>,
+}
+
+impl<P> Buffered<P> {
+    pub fn new(inner: P) -> Self {
+        Buffered {
+            inner,
+            data: Vec::new(),
+            rcpttos: Vec::new(),
+            reply: None,
+        }
+    }
+
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
+impl<P: ProcessMessage> Handler for Buffered<P> {
+    async fn data_start(&mut self, _: &Context<'_>) -> Verdict<'_> {
+        self.data.clear();
+        Verdict::Accept
+    }
+
+    async fn data_chunk(&mut self, _: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
+        self.data.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        self.rcpttos.clear();
+        self.rcpttos.extend(cx.rcpttos.clone().map(str::to_owned));
+        let message = Message {
+            peer: cx.peer,
+            mailfrom: cx.mailfrom.unwrap_or_default(),
+            rcpttos: &self.rcpttos,
+            data: &self.data,
+            helo: cx.seen_greeting,
+            params: cx.mail_params,
+        };
+        self.reply = self.inner.process_message(&message).await.err();
+        release(&mut self.data);
+        match &self.reply {
+            Some(reply) => Verdict::Reply(reply.as_reply()),
+            None => Verdict::Accept,
+        }
+    }
+
+    async fn data_abort(&mut self, _: &Context<'_>, _: AbortReason) {
+        release(&mut self.data);
+    }
+}
+
+/// Empties a message buffer, giving large allocations back (idle sessions stay small).
+fn release(buffer: &mut Vec<u8>) {
+    buffer.clear();
+    if buffer.capacity() > 64 * 1024 {
+        *buffer = Vec::new();
+    }
+}

@@ -1,0 +1,325 @@
+//! The server: one io_uring runtime per thread, each with its own `SO_REUSEPORT` listener.
+//!
+//! Connections never leave the thread that accepted them. A shared counter caps the number
+//! of connections (over the cap a connection gets the core's `421 4.3.2` and is closed).
+//! Shutdown stops accepting at once, lets sessions finish for a grace period, then ends the
+//! rest with `421`.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtpd_core::channel::Channel;
+use smtpd_core::{replies, Config, Handler, Verdict};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{watch, Notify};
+use tokio_uring::net::{TcpListener, TcpStream};
+
+use crate::connection::{serve, Shared};
+use crate::logging::Logged;
+
+/// Creates one handler per connection; shared by all threads.
+pub trait HandlerFactory: Send + Sync + 'static {
+    type Handler: Handler + 'static;
+    fn new_handler(&self, peer: SocketAddr) -> Self::Handler;
+}
+
+impl<F, H> HandlerFactory for F
+where
+    F: Fn(SocketAddr) -> H + Send + Sync + 'static,
+    H: Handler + 'static,
+{
+    type Handler = H;
+    fn new_handler(&self, peer: SocketAddr) -> H {
+        self(peer)
+    }
+}
+
+/// Server settings beyond the protocol [`Config`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub bind: SocketAddr,
+    /// Runtimes (threads); each accepts on its own listener.
+    pub threads: usize,
+    pub max_connections: usize,
+    /// How long sessions may go on after a shutdown request.
+    pub shutdown_grace: Duration,
+    /// Listen backlog per listener.
+    pub backlog: i32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            backlog: 4096,
+        }
+    }
+}
+
+/// Builds a [`Server`].
+pub struct Builder {
+    options: Options,
+    config: Config<'static>,
+}
+
+impl Builder {
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.options.bind = addr;
+        self
+    }
+
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The protocol configuration (host name, limits, timeouts, extensions).
+    pub fn config(mut self, config: Config<'static>) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds the listeners (one per thread); fails when the address cannot be used.
+    pub fn build<F: HandlerFactory>(self, factory: F) -> io::Result<Server<F>> {
+        let listeners = bind_listeners(
+            self.options.bind,
+            self.options.threads.max(1),
+            self.options.backlog,
+        )?;
+        let local_addr = listeners[0].local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(Server {
+            options: self.options,
+            config: Box::leak(Box::new(self.config)),
+            factory: Arc::new(factory),
+            listeners,
+            local_addr,
+            shutdown: Arc::new(shutdown),
+        })
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server<F> {
+    options: Options,
+    config: &'static Config<'static>,
+    factory: Arc<F>,
+    listeners: Vec<std::net::TcpListener>,
+    local_addr: SocketAddr,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+/// Asks a running server to shut down gracefully.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Monotonic time origin of one runtime.
+pub(crate) struct Clock {
+    pub start: tokio::time::Instant,
+}
+
+impl Server<()> {
+    /// A builder with defaults: 127.0.0.1:8025, one thread per core.
+    pub fn builder(config: Config<'static>) -> Builder {
+        Builder {
+            options: Options::default(),
+            config,
+        }
+    }
+}
+
+impl<F: HandlerFactory> Server<F> {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serves until shut down and every session has ended.
+    pub fn run(self) -> io::Result<()> {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = self
+            .listeners
+            .into_iter()
+            .enumerate()
+            .map(|(index, listener)| {
+                let worker = Worker {
+                    config: self.config,
+                    factory: self.factory.clone(),
+                    shutdown: self.shutdown.subscribe(),
+                    connections: connections.clone(),
+                    max_connections: self.options.max_connections,
+                    grace: self.options.shutdown_grace,
+                };
+                std::thread::Builder::new()
+                    .name(format!("smtpd-{index}"))
+                    .spawn(move || {
+                        tokio_uring::builder()
+                            .entries(1024)
+                            .start(worker.run(listener))
+                    })
+            })
+            .collect::<io::Result<_>>()?;
+        let mut result = Ok(());
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => result = Err(error),
+                Err(_) => result = Err(io::Error::other("worker thread panicked")),
+            }
+        }
+        result
+    }
+}
+
+struct Worker<F> {
+    config: &'static Config<'static>,
+    factory: Arc<F>,
+    shutdown: watch::Receiver<bool>,
+    connections: Arc<AtomicUsize>,
+    max_connections: usize,
+    grace: Duration,
+}
+
+impl<F: HandlerFactory> Worker<F> {
+    async fn run(mut self, listener: std::net::TcpListener) -> io::Result<()> {
+        let listener = TcpListener::from_std(listener);
+        let clock = Rc::new(Clock {
+            start: tokio::time::Instant::now(),
+        });
+        let active = Rc::new(Cell::new(0usize));
+        let idle = Rc::new(Notify::new());
+        while !*self.shutdown.borrow() {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.spawn(stream, peer, &clock, &active, &idle),
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = self.shutdown.changed() => {}
+            }
+        }
+        drop(listener);
+        while active.get() > 0 {
+            idle.notified().await;
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        clock: &Rc<Clock>,
+        active: &Rc<Cell<usize>>,
+        idle: &Rc<Notify>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let over_cap = self.connections.fetch_add(1, Ordering::AcqRel) >= self.max_connections;
+        let slot = ConnectionSlot {
+            connections: self.connections.clone(),
+            active: active.clone(),
+            idle: idle.clone(),
+        };
+        active.set(active.get() + 1);
+        let config = self.config;
+        if over_cap {
+            tokio_uring::spawn(async move {
+                refuse(stream, config).await;
+                tracing::info!(%peer, outcome = "refused", "session: too many connections");
+                drop(slot);
+            });
+            return;
+        }
+        let handler = Logged::new(self.factory.new_handler(peer), peer);
+        let shared = Shared {
+            config,
+            clock: clock.clone(),
+            shutdown: self.shutdown.clone(),
+            grace: self.grace,
+        };
+        tokio_uring::spawn(async move {
+            let started = std::time::Instant::now();
+            let (outcome, handler) = serve(stream, peer, handler, shared).await;
+            tracing::info!(
+                %peer,
+                messages = handler.messages(),
+                outcome = ?outcome,
+                ms = started.elapsed().as_millis() as u64,
+                "session"
+            );
+            drop(slot);
+        });
+    }
+}
+
+/// Answers a connection over the cap with the core's `421 4.3.2` and closes it.
+async fn refuse(stream: TcpStream, config: &'static Config<'static>) {
+    let mut channel: Channel<'static> = Channel::new(config, None);
+    channel.resolve(Verdict::Reply(replies::TOO_MANY_CONNECTIONS));
+    let _ = stream.write_all(channel.output().to_vec()).await;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Releases a connection's place in the counters when the task ends.
+struct ConnectionSlot {
+    connections: Arc<AtomicUsize>,
+    active: Rc<Cell<usize>>,
+    idle: Rc<Notify>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.active.set(self.active.get() - 1);
+        self.idle.notify_one();
+    }
+}
+
+/// One `SO_REUSEPORT` listener per thread on `addr`. Fails like a plain bind would when the
+/// port is taken (even by another `SO_REUSEPORT` user).
+fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+    backlog: i32,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        // A plain bind fails if anyone holds the port; reuse-port sockets would share it.
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}

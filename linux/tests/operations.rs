@@ -1,0 +1,349 @@
+//! Operational behaviour of the `smtpd` binary: timeouts, the connection cap, graceful
+//! shutdown, disconnects in the middle of DATA, and command line errors.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, Server, BIN};
+
+/// Asserts `elapsed` lies in `[low, high]` seconds.
+fn assert_between(elapsed: Duration, low: f64, high: f64, what: &str) {
+    let secs = elapsed.as_secs_f64();
+    assert!(
+        (low..=high).contains(&secs),
+        "{what} after {secs:.3} s, expected {low}..{high} s"
+    );
+}
+
+/// Polls `check` every 20 ms until it returns true or `timeout` passes.
+fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn command_timeout_closes_idle_connection() {
+    let server = Server::maildir(&["--command-timeout", "1"]);
+    // A first session brings the runtimes up; then count the server's descriptors.
+    let mut warm_up = server.client();
+    warm_up.expect("QUIT", "221 ");
+    warm_up.expect_eof(Duration::from_secs(2));
+    thread::sleep(Duration::from_millis(300));
+    let fds = server.open_fds();
+    let mut client = server.client();
+    let greeted = Instant::now();
+    client.set_read_timeout(Duration::from_secs(10));
+    let reply = client.reply();
+    assert_between(greeted.elapsed(), 0.8, 3.0, "command timeout");
+    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+    assert!(reply.contains("timeout"), "{reply:?}");
+    client.expect_eof(Duration::from_secs(2));
+    // The server has let go of the socket, although the client never closed its side.
+    assert!(
+        eventually(Duration::from_secs(2), || server.open_fds() <= fds),
+        "server holds {} descriptors, {fds} before the connection",
+        server.open_fds()
+    );
+    drop(client);
+
+    // The timer restarts with every reply: a session that keeps talking stays.
+    let mut client = server.client();
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(500));
+        client.expect("NOOP", "250 ");
+    }
+    client.expect("QUIT", "221 ");
+}
+
+#[test]
+fn data_timeout_aborts_message() {
+    let server = Server::maildir(&["--data-timeout", "1"]);
+    let mut client = server.client();
+    client.envelope("slow@example.org", &["rcpt@example.org"]);
+    client.expect("DATA", "354 ");
+    client.send(b"Subject: slow\r\n\r\nhalf a mess");
+    let silent = Instant::now();
+    client.set_read_timeout(Duration::from_secs(10));
+    let reply = client.reply();
+    assert_between(silent.elapsed(), 0.8, 3.0, "data timeout");
+    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+    client.expect_eof(Duration::from_secs(2));
+    assert!(
+        eventually(Duration::from_secs(3), || server.files_in("tmp").is_empty()),
+        "DIR/tmp keeps {:?}",
+        server.files_in("tmp")
+    );
+    assert_eq!(server.files_in("new"), Vec::<String>::new(), "delivered");
+}
+
+#[test]
+fn connection_cap() {
+    let server = Server::maildir(&["--max-connections", "2"]);
+    let mut first = server.client();
+    let mut second = server.client();
+
+    let mut third = Client::connect(server.addr);
+    assert_eq!(third.reply(), "421 4.3.2 Too many connections");
+    third.expect_eof(Duration::from_secs(2));
+
+    first.expect("QUIT", "221 ");
+    first.expect_eof(Duration::from_secs(2));
+    // The place is free once the server has finished with the first session.
+    let mut replies = Vec::new();
+    let mut fourth = None;
+    let freed = eventually(Duration::from_secs(3), || {
+        let mut client = Client::connect(server.addr);
+        let reply = client.reply();
+        let ok = reply.starts_with("220 ");
+        replies.push(reply);
+        if ok {
+            fourth = Some(client);
+        }
+        ok
+    });
+    assert!(freed, "no 220 after a session ended: {replies:?}");
+    let mut fourth = fourth.unwrap();
+
+    // Both sessions work.
+    second.expect("NOOP", "250 ");
+    fourth.envelope("a@example.org", &["b@example.org"]);
+    assert!(fourth
+        .data(b"Subject: cap\r\n\r\nok\r\n")
+        .starts_with("250 "));
+    fourth.expect("QUIT", "221 ");
+    second.expect("QUIT", "221 ");
+    assert_eq!(server.delivered().len(), 1);
+}
+
+#[test]
+fn graceful_shutdown_lets_transactions_finish() {
+    let mut server = Server::maildir(&["--shutdown-grace", "10"]);
+    let mut busy = server.client();
+    busy.envelope("busy@example.org", &["rcpt@example.org"]);
+    let mut idle = server.client();
+    idle.expect("EHLO idle.example", "250");
+
+    server.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+
+    // An idle session is ended at once.
+    idle.set_read_timeout(Duration::from_secs(5));
+    let reply = idle.reply();
+    assert_between(signalled.elapsed(), 0.0, 1.0, "idle session's 421");
+    assert!(reply.starts_with("421 4.3.2 "), "{reply:?}");
+    idle.expect_eof(Duration::from_secs(2));
+
+    // The listeners are closed: new connections are refused.
+    let mut last = None;
+    let refused = eventually(Duration::from_secs(2), || {
+        match TcpStream::connect(server.addr) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => true,
+            other => {
+                last = Some(format!("{other:?}"));
+                false
+            }
+        }
+    });
+    assert!(refused, "still accepting after SIGTERM: {last:?}");
+
+    // The open transaction may still finish: its message is delivered.
+    let content = b"Subject: in flight\r\n\r\ndelivered during shutdown\r\n";
+    let reply = busy.data(content);
+    assert!(reply.starts_with("250 "), "{reply:?}");
+    // Then the session is idle and is ended too.
+    let reply = busy.reply();
+    assert!(reply.starts_with("421 4.3.2 "), "{reply:?}");
+    busy.expect_eof(Duration::from_secs(2));
+
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(8),
+        "exit waited for the grace period although no session was left"
+    );
+    let status = status.expect("smtpd did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status}: {}", server.stderr.text());
+
+    let delivered = server.delivered();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].mail_from, "busy@example.org");
+    assert_eq!(delivered[0].rcpt_to, ["rcpt@example.org"]);
+    assert_eq!(delivered[0].content, content);
+}
+
+#[test]
+fn shutdown_grace_ends_stalled_transaction() {
+    let mut server = Server::maildir(&["--shutdown-grace", "1"]);
+    let mut stalled = server.client();
+    stalled.envelope("stalled@example.org", &["rcpt@example.org"]);
+
+    server.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    stalled.set_read_timeout(Duration::from_secs(10));
+    let reply = stalled.reply();
+    assert_between(signalled.elapsed(), 0.8, 3.0, "421 after the grace period");
+    assert!(reply.starts_with("421 4.3.2 "), "{reply:?}");
+    stalled.expect_eof(Duration::from_secs(2));
+
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("smtpd did not exit after the grace period");
+    assert_eq!(status.code(), Some(0), "{status}: {}", server.stderr.text());
+    assert!(server.files_in("new").is_empty());
+    assert!(server.files_in("tmp").is_empty());
+}
+
+#[test]
+fn shutdown_grace_ends_stalled_data() {
+    let mut server = Server::maildir(&["--shutdown-grace", "1"]);
+    let mut stalled = server.client();
+    stalled.envelope("stalled@example.org", &["rcpt@example.org"]);
+    stalled.expect("DATA", "354 ");
+    stalled.send(b"Subject: never finished\r\n\r\nhalf");
+
+    server.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    stalled.set_read_timeout(Duration::from_secs(10));
+    let reply = stalled.reply();
+    assert_between(signalled.elapsed(), 0.8, 3.0, "421 after the grace period");
+    assert!(reply.starts_with("421 4.3.2 "), "{reply:?}");
+    stalled.expect_eof(Duration::from_secs(2));
+
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("smtpd did not exit after the grace period");
+    assert_eq!(status.code(), Some(0), "{status}: {}", server.stderr.text());
+    assert!(
+        server.files_in("new").is_empty(),
+        "aborted message delivered"
+    );
+    assert!(
+        server.files_in("tmp").is_empty(),
+        "aborted message left in tmp"
+    );
+}
+
+#[test]
+fn disconnect_mid_data_delivers_nothing() {
+    let server = Server::maildir(&[]);
+    let mut client = server.client();
+    client.envelope("gone@example.org", &["rcpt@example.org"]);
+    client.expect("DATA", "354 ");
+    // The message file is open in tmp/ from DATA on.
+    assert_eq!(server.files_in("tmp").len(), 1, "no file in DIR/tmp");
+    client.send(b"Subject: half\r\n\r\nfirst half of the body\r\n");
+    client.send(
+        &vec![b'x'; 200 * 1024]
+            .chunks(900)
+            .fold(Vec::new(), |mut v, c| {
+                v.extend_from_slice(c);
+                v.extend_from_slice(b"\r\n");
+                v
+            }),
+    );
+    thread::sleep(Duration::from_millis(200));
+    client.shutdown();
+    drop(client);
+
+    assert!(
+        eventually(Duration::from_secs(3), || server.files_in("tmp").is_empty()),
+        "DIR/tmp keeps {:?}",
+        server.files_in("tmp")
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.files_in("new").is_empty(),
+        "half a message delivered"
+    );
+    assert!(server.files_in("tmp").is_empty());
+
+    // The server carries on.
+    let mut client = server.client();
+    client.envelope("next@example.org", &["rcpt@example.org"]);
+    assert!(client
+        .data(b"Subject: whole\r\n\r\nok\r\n")
+        .starts_with("250 "));
+    client.expect("QUIT", "221 ");
+    assert_eq!(server.delivered().len(), 1);
+}
+
+/// Runs the binary to completion (killed after `timeout`).
+fn run(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn smtpd");
+    let exited = eventually(timeout, || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(exited, "smtpd {args:?} did not exit within {timeout:?}");
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn unknown_class_is_a_usage_error() {
+    let output = run(
+        &["-c", "NoSuchClass", "127.0.0.1:0"],
+        Duration::from_secs(10),
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(stderr.starts_with("smtpd: error: "), "{stderr:?}");
+    assert!(stderr.contains("NoSuchClass"), "{stderr:?}");
+    assert!(output.stdout.is_empty(), "{:?}", text(&output.stdout));
+}
+
+#[test]
+fn port_in_use_is_an_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let maildir = tempfile::tempdir().unwrap();
+    let dir = maildir.path().display().to_string();
+    for args in [vec![addr.as_str()], vec!["--maildir", &dir, &addr]] {
+        let output = run(&args, Duration::from_secs(10));
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: stderr: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("smtpd: error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{stderr:?}");
+        assert!(errors[0].contains("cannot listen"), "{stderr:?}");
+    }
+    drop(taken);
+}
+
+#[test]
+fn version_flag() {
+    for flag in ["-V", "--version"] {
+        let output = run(&[flag], Duration::from_secs(10));
+        assert!(output.status.success(), "{flag}: {}", output.status);
+        assert_eq!(
+            text(&output.stdout),
+            format!("smtpd {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
