@@ -276,10 +276,7 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
                     if rest.is_empty() {
                         return (pos, None);
                     }
-                    let take = rest
-                        .len()
-                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                    *remaining -= take as u64;
+                    let take = take_octets(remaining, rest);
                     pos += take;
                     s.deadline = Some(now.after(s.config.timeouts.data_block));
                     if s.failure.is_none() {
@@ -295,11 +292,7 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
                     if rest.is_empty() {
                         return (pos, None);
                     }
-                    let take = rest
-                        .len()
-                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                    *remaining -= take as u64;
-                    pos += take;
+                    pos += take_octets(remaining, rest);
                     s.deadline = Some(now.after(s.config.timeouts.data_block));
                 }
             }
@@ -1031,6 +1024,15 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
             writer.line(250, None, enabled.peek().is_none(), &[keyword]);
         }
     }
+}
+
+/// Takes up to `remaining` octets of a BDAT chunk from `input`; returns how many.
+fn take_octets(remaining: &mut u64, input: &[u8]) -> usize {
+    let take = input
+        .len()
+        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+    *remaining -= take as u64;
+    take
 }
 
 fn without_enhanced(reply: Reply<'_>) -> Reply<'_> {
