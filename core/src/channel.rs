@@ -20,6 +20,8 @@ use core::net::SocketAddr;
 
 use crate::address::{parse_user, AddressError};
 use crate::command::{split_verb, Command, CommandError, Params, Verb};
+#[cfg(doc)]
+use crate::config::BareNewline;
 use crate::config::Config;
 use crate::data::{DataDecoder, DataError, Decoded};
 use crate::envelope::Envelope;
@@ -199,7 +201,7 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
     /// needs flushing, or the input is used up.
     ///
     /// Returns the octets consumed and, possibly, a chunk of message content to hand on
-    /// (borrowed from `input`). Unconsumed input must be offered again (after flushing the
+    /// (borrowed from `input`, or a static CRLF inserted by [`BareNewline::Normalize`]). Unconsumed input must be offered again (after flushing the
     /// output, or resolving the event). After the session closed, all input is discarded.
     pub fn receive<'i>(&mut self, input: &'i [u8], now: Instant) -> (usize, Option<&'i [u8]>) {
         let s = &mut self.state;

@@ -235,7 +235,8 @@ impl DataDecoder {
         match self.policy {
             BareNewline::Reject => {
                 self.fail(error);
-                None
+                // Still content for the size limit, like under the other policies.
+                self.accept(raw)
             }
             BareNewline::Allow => Some(raw),
             BareNewline::Normalize => {

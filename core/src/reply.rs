@@ -52,9 +52,10 @@ impl<'a> Reply<'a> {
         }
     }
 
-    /// True for 2xx and 3xx replies: the command was accepted.
+    /// True for 2xx and 3xx replies: the command was accepted. (A code outside 2xx-5xx is
+    /// sent as `451`, so it is not positive either.)
     pub const fn is_positive(&self) -> bool {
-        self.code < 400
+        self.code >= 200 && self.code < 400
     }
 
     /// Whether this reply ends the session (421, RFC 5321 3.8).
