@@ -1,0 +1,29 @@
+//! The device's sizes and SMTP configuration, in one place: compiled into the firmware and,
+//! through `#[path]`, into the host demo's "device profile" (examples/tap_demo.rs), so the
+//! TAP integration test exercises exactly these capacities over a real TCP/IP path.
+
+use smtpd_core::Config;
+use smtpd_embedded::Slot;
+
+/// Concurrent SMTP sessions (listening sockets).
+pub const SESSIONS: usize = 2;
+/// Recipients per transaction.
+pub const RCPTS: usize = 8;
+/// Largest message (advertised with SIZE); also what each message reserves in the ring.
+pub const MESSAGE_LIMIT: usize = 4 * 1024;
+/// The message store: two largest messages in progress at once, with their envelopes.
+pub const STORE: usize = 10 * 1024;
+
+/// TCP receive window 1 KiB, TCP send buffer 1 KiB, input 256 octets; the core session's
+/// command line 548 octets (512 + the SIZE and SMTPUTF8 allowances), replies 512 octets,
+/// envelope 1 KiB, [`RCPTS`] recipients.
+pub type DeviceSlot = Slot<1024, 1024, 256, 548, 512, 1024, RCPTS>;
+
+/// The device's SMTP configuration: every extension, the limits above.
+pub const fn config(hostname: &'static str) -> Config<'static> {
+    let mut config = Config::new(hostname);
+    config.banner = "ESMTP smtpd-rs device";
+    config.limits.message_size = Some(MESSAGE_LIMIT as u64);
+    config.limits.recipients = RCPTS;
+    config
+}
