@@ -6,8 +6,7 @@
 //! angle brackets. A source route (`<@a,@b:user@c>`) is accepted and dropped (RFC 5321 C).
 
 use nom::branch::alt;
-use nom::bytes::complete::{tag, take_while1};
-use nom::character::complete::{char, satisfy};
+use nom::bytes::complete::{tag, take_while1, take_while_m_n};
 use nom::combinator::{opt, recognize, verify};
 use nom::multi::fold_many0;
 use nom::sequence::{delimited, pair, preceded, separated_pair, terminated};
@@ -56,28 +55,34 @@ pub enum AddressError {
 ///
 /// Returns the path and the rest of the input.
 pub fn parse_path(input: &str, postmaster: bool) -> Result<(Path<'_>, &str), AddressError> {
-    let bracketed = input.starts_with('<');
-    let (rest, (sent, mailbox)) = if bracketed {
-        angle_path(input, postmaster)
+    let bytes = input.as_bytes();
+    let bracketed = bytes.first() == Some(&b'<');
+    let parsed = if bracketed {
+        angle_path(bytes, postmaster)
     } else {
-        bare_mailbox(input, postmaster)
+        bare_mailbox(bytes, postmaster)
+    };
+    let (rest, (mailbox, local_len)) = parsed.map_err(|_| AddressError::Syntax)?;
+    if local_len > MAX_LOCAL_PART {
+        return Err(AddressError::LocalPartTooLong);
     }
-    .map_err(|_| AddressError::Syntax)?;
-    // The local part is what its parser consumed: a general address literal may hold '@'.
-    if let Ok((domain, local)) = local_part(mailbox) {
-        if local.len() > MAX_LOCAL_PART {
-            return Err(AddressError::LocalPartTooLong);
-        }
-        if domain.len().saturating_sub(1) > MAX_DOMAIN {
-            return Err(AddressError::DomainTooLong);
-        }
+    if mailbox.len().saturating_sub(local_len + 1) > MAX_DOMAIN {
+        return Err(AddressError::DomainTooLong);
     }
-    let brackets = if bracketed { 0 } else { 2 };
-    if sent.len() + brackets > MAX_PATH {
+    let sent = bytes.len() - rest.len();
+    if sent + if bracketed { 0 } else { 2 } > MAX_PATH {
         return Err(AddressError::PathTooLong);
     }
-    let utf8 = !mailbox.is_ascii();
-    Ok((Path { mailbox, utf8 }, rest))
+    // Every token ends before an ASCII delimiter or at the end: these are char boundaries.
+    let start = mailbox.as_ptr() as usize - bytes.as_ptr() as usize;
+    let mailbox = input.get(start..start + mailbox.len());
+    match (mailbox, input.get(sent..)) {
+        (Some(mailbox), Some(rest)) => {
+            let utf8 = !mailbox.is_ascii();
+            Ok((Path { mailbox, utf8 }, rest))
+        }
+        _ => Err(AddressError::Syntax),
+    }
 }
 
 /// Parses a VRFY argument (RFC 5321 4.1.1.6): a mailbox, bracketed or not, or a user name
@@ -88,107 +93,114 @@ pub fn parse_user(input: &str) -> Result<&str, AddressError> {
             return Ok(path.mailbox);
         }
     }
-    match local_part(input) {
-        Ok(("", user)) if user.len() <= MAX_LOCAL_PART => Ok(user),
+    match local_part(input.as_bytes()) {
+        Ok((b"", user)) if user.len() <= MAX_LOCAL_PART => Ok(input),
         _ => Err(AddressError::Syntax),
     }
 }
 
-type Parsed<'a> = IResult<&'a str, (&'a str, &'a str)>;
+/// The parsers work on octets; UTF-8 sequences (all octets >= 0x80) are letters to them.
+type Input<'a> = &'a [u8];
+/// A mailbox and the length of its local part.
+type Parsed<'a> = IResult<Input<'a>, (Input<'a>, usize)>;
 
-/// `"<" [ A-d-l ":" ] Mailbox ">"` or `"<>"`; yields (text as sent, mailbox).
-fn angle_path(input: &str, postmaster: bool) -> Parsed<'_> {
+/// `"<" [ A-d-l ":" ] Mailbox ">"` or `"<>"`.
+fn angle_path(input: Input<'_>, postmaster: bool) -> Parsed<'_> {
     let inner = alt((
-        preceded(opt(terminated(at_domain_list, char(':'))), mailbox),
+        preceded(opt(terminated(at_domain_list, tag(&b":"[..]))), mailbox),
         |i| postmaster_only(i, postmaster),
-        tag(""),
+        null_path,
     ));
-    let (rest, mailbox) = delimited(char('<'), inner, char('>')).parse(input)?;
-    Ok((rest, (&input[..input.len() - rest.len()], mailbox)))
+    delimited(tag(&b"<"[..]), inner, tag(&b">"[..])).parse(input)
 }
 
-fn bare_mailbox(input: &str, postmaster: bool) -> Parsed<'_> {
-    let (rest, mailbox) = alt((mailbox, |i| postmaster_only(i, postmaster))).parse(input)?;
-    Ok((rest, (mailbox, mailbox)))
+/// The empty mailbox of `<>`.
+fn null_path(input: Input<'_>) -> Parsed<'_> {
+    Ok((input, (&input[..0], 0)))
 }
 
-fn postmaster_only(input: &str, allowed: bool) -> IResult<&str, &str> {
-    verify(local_part, |s: &str| {
-        allowed && s.eq_ignore_ascii_case("postmaster")
+fn bare_mailbox(input: Input<'_>, postmaster: bool) -> Parsed<'_> {
+    alt((mailbox, |i| postmaster_only(i, postmaster))).parse(input)
+}
+
+fn postmaster_only(input: Input<'_>, allowed: bool) -> Parsed<'_> {
+    let (rest, user) = verify(local_part, |user: &[u8]| {
+        allowed && user.eq_ignore_ascii_case(b"postmaster")
     })
-    .parse(input)
+    .parse(input)?;
+    Ok((rest, (user, user.len())))
 }
 
 /// `Mailbox = Local-part "@" ( Domain / address-literal )`.
-fn mailbox(input: &str) -> IResult<&str, &str> {
-    recognize(separated_pair(
-        local_part,
-        char('@'),
-        alt((domain, address_literal)),
-    ))
-    .parse(input)
+fn mailbox(input: Input<'_>) -> Parsed<'_> {
+    let (rest, (local, _)) =
+        separated_pair(local_part, tag(&b"@"[..]), alt((domain, address_literal))).parse(input)?;
+    Ok((rest, (&input[..input.len() - rest.len()], local.len())))
 }
 
 /// `A-d-l = At-domain *( "," At-domain )`.
-fn at_domain_list(input: &str) -> IResult<&str, &str> {
+fn at_domain_list(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
     recognize(pair(
-        preceded(char('@'), domain),
-        fold_many0(preceded(tag(",@"), domain), || (), |_, _| ()),
+        preceded(tag(&b"@"[..]), domain),
+        fold_many0(preceded(tag(&b",@"[..]), domain), || (), |_, _| ()),
     ))
     .parse(input)
 }
 
 /// `Local-part = Dot-string / Quoted-string`.
-fn local_part(input: &str) -> IResult<&str, &str> {
+fn local_part(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
     alt((dot_string, quoted_string)).parse(input)
 }
 
-fn dot_string(input: &str) -> IResult<&str, &str> {
-    let atom = || take_while1(is_atext);
-    recognize(pair(
-        atom(),
-        fold_many0(pair(char('.'), atom()), || (), |_, _| ()),
-    ))
+/// `Dot-string = Atom *("." Atom)`: atext and dots, no empty atom.
+fn dot_string(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
+    verify(take_while1(|b| is(ATEXT | DOT, b)), |atoms: &[u8]| {
+        dot_separated(atoms, b'.')
+    })
     .parse(input)
 }
 
-fn quoted_string(input: &str) -> IResult<&str, &str> {
-    let content = alt((
-        take_while1(is_qtext),
-        recognize(pair(char('\\'), satisfy(|c| (' '..='~').contains(&c)))),
-    ));
+fn quoted_string(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
+    let quoted_pair = preceded(
+        tag(&b"\\"[..]),
+        take_while_m_n(1, 1, |b| (b' '..=b'~').contains(&b)),
+    );
+    let content = alt((take_while1(|b| is(QTEXT, b)), quoted_pair));
     recognize(delimited(
-        char('"'),
+        tag(&b"\""[..]),
         fold_many0(content, || (), |_, _| ()),
-        char('"'),
+        tag(&b"\""[..]),
     ))
     .parse(input)
 }
 
 /// `Domain = sub-domain *("." sub-domain)`, sub-domains being LDH labels or U-labels.
-fn domain(input: &str) -> IResult<&str, &str> {
-    let label = || {
-        verify(
-            take_while1(|c: char| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii()),
-            |s: &str| !s.starts_with('-') && !s.ends_with('-'),
-        )
-    };
-    recognize(pair(
-        label(),
-        fold_many0(pair(char('.'), label()), || (), |_, _| ()),
-    ))
+fn domain(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
+    verify(take_while1(|b| is(LDH | DOT, b)), |labels: &[u8]| {
+        dot_separated(labels, b'-')
+    })
     .parse(input)
 }
 
+/// Dots separate non-empty tokens (no leading, trailing or doubled dot), and no token starts
+/// or ends with `edge` (`-` for domain labels; `.` for no extra rule). One branch-free pass.
+fn dot_separated(text: &[u8], edge: u8) -> bool {
+    let mut previous = b'.';
+    let mut valid = true;
+    for &b in text {
+        let after_dot = previous == b'.';
+        valid &= !((b == b'.') & (after_dot | (previous == edge))) & !((b == edge) & after_dot);
+        previous = b;
+    }
+    valid & (previous != b'.') & (previous != edge)
+}
+
 /// `address-literal = "[" ( IPv4 / "IPv6:" IPv6 / General-address-literal ) "]"`.
-fn address_literal(input: &str) -> IResult<&str, &str> {
-    let dcontent = |c: char| matches!(c, '!'..='Z' | '^'..='~');
-    recognize(delimited(
-        char('['),
-        verify(take_while1(dcontent), valid_literal),
-        char(']'),
-    ))
-    .parse(input)
+fn address_literal(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
+    let literal = verify(take_while1(|b| is(DCONTENT, b)), |literal: &[u8]| {
+        core::str::from_utf8(literal).is_ok_and(valid_literal)
+    });
+    recognize(delimited(tag(&b"["[..]), literal, tag(&b"]"[..]))).parse(input)
 }
 
 fn valid_literal(literal: &str) -> bool {
@@ -210,14 +222,52 @@ fn valid_literal(literal: &str) -> bool {
     }
 }
 
-/// `atext` (RFC 5322 3.2.3) plus UTF-8 (RFC 6531 3.3).
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
-}
+const ATEXT: u8 = 1;
+const QTEXT: u8 = 2;
+const LDH: u8 = 4;
+const DCONTENT: u8 = 8;
+const DOT: u8 = 16;
 
-/// `qtextSMTP = %d32-33 / %d35-91 / %d93-126` plus UTF-8.
-fn is_qtext(c: char) -> bool {
-    matches!(c, ' ' | '!' | '#'..='[' | ']'..='~') || (!c.is_ascii() && !c.is_control())
+/// Character classes of every octet, one bit per class.
+static CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let utf8 = c >= 0x80;
+        let mut class = 0;
+        // atext (RFC 5322 3.2.3) plus UTF-8 (RFC 6531 3.3).
+        if alnum
+            || utf8
+            || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'/' | b'=' | b'?' | b'^'..=b'`' | b'{'..=b'~')
+        {
+            class |= ATEXT;
+        }
+        // qtextSMTP = %d32-33 / %d35-91 / %d93-126, plus UTF-8.
+        if matches!(c, b' ' | b'!' | b'#'..=b'[' | b']'..=b'~') || utf8 {
+            class |= QTEXT;
+        }
+        // Let-dig and '-' of LDH labels; UTF-8 for U-labels.
+        if alnum || c == b'-' || utf8 {
+            class |= LDH;
+        }
+        // dcontent = %d33-90 / %d94-126.
+        if matches!(c, b'!'..=b'Z' | b'^'..=b'~') {
+            class |= DCONTENT;
+        }
+        if c == b'.' {
+            class |= DOT;
+        }
+        classes[b] = class;
+        b += 1;
+    }
+    classes
+};
+
+/// Whether octet `b` is in any of `classes`.
+fn is(classes: u8, b: u8) -> bool {
+    CLASSES[b as usize] & classes != 0
 }
 
 #[cfg(test)]

@@ -93,9 +93,38 @@ impl Verb {
 
     /// Case-insensitive lookup.
     pub fn from_name(name: &str) -> Option<Verb> {
-        Verb::ALL
-            .into_iter()
-            .find(|verb| verb.name().eq_ignore_ascii_case(name))
+        const fn word(name: &[u8; 4]) -> u32 {
+            u32::from_le_bytes(*name)
+        }
+        const HELO: u32 = word(b"HELO");
+        const EHLO: u32 = word(b"EHLO");
+        const MAIL: u32 = word(b"MAIL");
+        const RCPT: u32 = word(b"RCPT");
+        const DATA: u32 = word(b"DATA");
+        const BDAT: u32 = word(b"BDAT");
+        const RSET: u32 = word(b"RSET");
+        const NOOP: u32 = word(b"NOOP");
+        const QUIT: u32 = word(b"QUIT");
+        const HELP: u32 = word(b"HELP");
+        const VRFY: u32 = word(b"VRFY");
+        const EXPN: u32 = word(b"EXPN");
+        let name: [u8; 4] = name.as_bytes().try_into().ok()?;
+        // Clearing bit 5 upper-cases letters; no other printable octet becomes a letter.
+        Some(match word(&name) & 0xDFDF_DFDF {
+            HELO => Verb::Helo,
+            EHLO => Verb::Ehlo,
+            MAIL => Verb::Mail,
+            RCPT => Verb::Rcpt,
+            DATA => Verb::Data,
+            BDAT => Verb::Bdat,
+            RSET => Verb::Rset,
+            NOOP => Verb::Noop,
+            QUIT => Verb::Quit,
+            HELP => Verb::Help,
+            VRFY => Verb::Vrfy,
+            EXPN => Verb::Expn,
+            _ => return None,
+        })
     }
 }
 
@@ -118,7 +147,7 @@ pub enum CommandError {
 impl<'a> Command<'a> {
     /// Parses one command line, without its CRLF.
     pub fn parse(line: &'a str) -> Result<Command<'a>, CommandError> {
-        if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        if has_control_character(line.as_bytes()) {
             return Err(CommandError::ControlCharacter);
         }
         let (verb_text, arg) = split_verb(line);
@@ -160,15 +189,37 @@ impl<'a> Command<'a> {
     }
 }
 
+/// Whether `bytes` hold an ASCII control character other than TAB (branch-free, so the
+/// compiler can vectorize it: lines are usually clean).
+fn has_control_character(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |found, &b| {
+        found | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    })
+}
+
 /// Splits a line into its verb and its argument (what follows the first space, without
 /// surrounding blanks; `None` when empty).
 pub fn split_verb(line: &str) -> (&str, Option<&str>) {
-    let line = line.trim_start_matches([' ', '\t']);
-    let (verb, arg) = match line.split_once(' ') {
-        Some((verb, arg)) => (verb, arg.trim_matches([' ', '\t'])),
-        None => (line.trim_end_matches([' ', '\t']), ""),
+    let line = trim_blanks(line);
+    // Lines are short: a plain scan beats memchr's set-up.
+    let (verb, arg) = match line.bytes().position(|b| b == b' ') {
+        Some(space) => (&line[..space], trim_blanks(&line[space + 1..])),
+        None => (line, ""),
     };
     (verb, (!arg.is_empty()).then_some(arg))
+}
+
+/// `text` without leading and trailing spaces and TABs.
+fn trim_blanks(text: &str) -> &str {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = text.as_bytes();
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |last| last + 1);
+    // Blanks are ASCII, so both ends are char boundaries.
+    text.get(start..end).unwrap_or_default()
 }
 
 /// `FROM:` / `TO:` (case-insensitive, blanks allowed after the colon), a path, then
@@ -183,11 +234,11 @@ fn path_argument<'a>(
         Some(head) if head.eq_ignore_ascii_case(keyword) => &arg[keyword.len()..],
         _ => return Err(CommandError::Syntax(verb)),
     };
-    let rest = rest.trim_start_matches([' ', '\t']);
+    let rest = trim_blanks(rest);
     let (path, params) =
         parse_path(rest, postmaster).map_err(|e| CommandError::Address(verb, e))?;
     let params = match params.strip_prefix(' ') {
-        Some(params) => params.trim_start_matches(' '),
+        Some(params) => trim_blanks(params),
         None if params.is_empty() => params,
         None => return Err(CommandError::Syntax(verb)),
     };
@@ -233,28 +284,57 @@ impl<'a> Params<'a> {
     }
 
     /// Each parameter, or `Err(())` for a malformed one.
-    pub fn iter(&self) -> impl Iterator<Item = Result<Param<'a>, ()>> + 'a {
-        self.0.split(' ').filter(|p| !p.is_empty()).map(|param| {
-            let (keyword, value) = match param.split_once('=') {
-                Some((keyword, value)) => (keyword, Some(value)),
-                None => (param, None),
-            };
-            let keyword_ok = keyword.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && keyword
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            // esmtp-value = 1*(%d33-60 / %d62-126), UTF-8 allowed by RFC 6531.
-            let value_ok = value.is_none_or(|v| {
-                !v.is_empty()
-                    && v.chars()
-                        .all(|c| c != '=' && (c.is_ascii_graphic() || !c.is_ascii()))
-            });
-            if keyword_ok && value_ok {
-                Ok(Param { keyword, value })
-            } else {
-                Err(())
-            }
-        })
+    pub fn iter(&self) -> ParamsIter<'a> {
+        ParamsIter { rest: self.0 }
+    }
+}
+
+/// Iterator over [`Params`], splitting at spaces.
+#[derive(Clone, Debug)]
+pub struct ParamsIter<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for ParamsIter<'a> {
+    type Item = Result<Param<'a>, ()>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let bytes = self.rest.as_bytes();
+        let start = bytes.iter().position(|&b| b != b' ')?;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(bytes.len(), |k| start + k);
+        // Spaces are ASCII: both ends are char boundaries.
+        let param = self.rest.get(start..end).unwrap_or_default();
+        self.rest = self.rest.get(end..).unwrap_or_default();
+        Some(parse_param(param))
+    }
+}
+
+/// `esmtp-keyword ["=" esmtp-value]`; the value may hold UTF-8 (RFC 6531 3.3).
+fn parse_param(param: &str) -> Result<Param<'_>, ()> {
+    let (keyword, value) = match param.bytes().position(|b| b == b'=') {
+        Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
+        None => (param, None),
+    };
+    let keyword_ok = keyword
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
+        && keyword
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() | (b == b'-'));
+    // esmtp-value = 1*(%d33-60 / %d62-126)
+    let value_ok = value.is_none_or(|v| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| (b != b'=') & (b.is_ascii_graphic() | (b >= 0x80)))
+    });
+    if keyword_ok && value_ok {
+        Ok(Param { keyword, value })
+    } else {
+        Err(())
     }
 }
 

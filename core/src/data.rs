@@ -149,7 +149,15 @@ impl DataDecoder {
                         self.line_len += k;
                         i += k;
                         self.check_line_len();
-                        if input[i] == b'\r' {
+                        if input[i] == b'\r' && input.get(i + 1) == Some(&b'\n') {
+                            // Fast path: a CRLF inside the run. The next line is text unless
+                            // it starts with a dot (or is not here yet).
+                            i += 2;
+                            self.line_len = 0;
+                            if input.get(i).is_none_or(|&b| b == b'.') {
+                                self.state = State::LineStart;
+                            }
+                        } else if input[i] == b'\r' {
                             i += 1;
                             self.state = State::Cr;
                         } else {

@@ -31,7 +31,9 @@ impl<const BYTES: usize, const RCPTS: usize> Envelope<BYTES, RCPTS> {
     /// Starts a new session state with `greeting`, dropping any transaction.
     pub fn set_greeting(&mut self, greeting: &str) -> Result<(), Full> {
         let () = Self::FITS_U16;
-        *self = Self::default();
+        self.greeted = false;
+        self.greeting_end = 0;
+        self.reset();
         self.push(greeting)?;
         self.greeting_end = self.bytes.len() as u16;
         self.greeted = true;

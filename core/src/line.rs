@@ -87,7 +87,11 @@ impl<const N: usize> LineBuffer<N> {
 
     /// Forgets the line, ready for the next one.
     pub fn clear(&mut self) {
-        *self = Self::default();
+        // Field by field: rebuilding the value would copy the whole buffer.
+        self.buf.clear();
+        self.overflow = false;
+        self.after_cr = false;
+        self.bare_lf = false;
     }
 
     /// A CR that ended the previous input and turned out not to start a CRLF.
@@ -107,7 +111,7 @@ impl<const N: usize> LineBuffer<N> {
     fn status(&self) -> LineStatus {
         if self.overflow {
             LineStatus::TooLong
-        } else if self.bare_lf || memchr::memchr(b'\r', &self.buf).is_some() {
+        } else if self.bare_lf || self.buf.contains(&b'\r') {
             LineStatus::BareNewline
         } else {
             LineStatus::Complete
