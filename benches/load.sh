@@ -41,8 +41,9 @@ usage() {
   cat <<'EOF'
 usage: benches/load.sh [options]
   --quick              1/5 of the message counts, 500 idle connections
-  --servers "LIST"     any of: ours smtp-sink aiosmtpd ours-quiet   (default: ours smtp-sink aiosmtpd;
-                       ours-quiet = ours with RUST_LOG=warn, to see what logging costs;
+  --servers "LIST"     any of: ours smtp-sink aiosmtpd ours-quiet ours-1t
+                       (default: ours smtp-sink aiosmtpd; ours-quiet = ours with RUST_LOG=warn,
+                       to see what logging costs; ours-1t = ours with --threads 1;
                        smtp-sink is always added: ratios are to it)
   --scenarios "LIST"   subset of (default all):
                          lock1    1 session, 10k x 1 KiB, lock-step on one connection
@@ -99,7 +100,7 @@ for s in $SCENARIOS; do
   case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "unknown scenario $s" >&2; exit 2 ;; esac
 done
 for s in $SERVERS; do
-  case "$s" in ours|ours-quiet|smtp-sink|aiosmtpd) ;; *) echo "unknown server $s" >&2; exit 2 ;; esac
+  case "$s" in ours|ours-quiet|ours-1t|smtp-sink|aiosmtpd) ;; *) echo "unknown server $s" >&2; exit 2 ;; esac
 done
 case " $SERVERS " in *" smtp-sink "*) ;; *) SERVERS="$SERVERS smtp-sink" ;; esac
 
@@ -107,17 +108,22 @@ log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # ------------------------------------------------------------------ install and build
+MADE_POLICY=0
+drop_policy() { # remove the policy-rc.d only if this script made it
+  [ "$MADE_POLICY" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  MADE_POLICY=0
+}
+trap drop_policy EXIT
 apt_install() { # packages...; keeps package daemons (postfix) from starting
   if [ "$(id -u)" != 0 ]; then log "need root to install: $*"; return 1; fi
-  local made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && MADE_POLICY=1
   fi
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null
   apt-get update -qq >/dev/null 2>&1
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   local rc=$?
-  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  drop_policy
   return $rc
 }
 
@@ -176,6 +182,7 @@ server_cmd() {
   case "$name" in
     ours)       CMD=("$SMTPD_BIN" -c Sink $OURS_ARGS "$HOST:$port") ;;
     ours-quiet) CMD=("$SMTPD_BIN" -c Sink $OURS_ARGS "$HOST:$port"); ENVS=(RUST_LOG=warn) ;;
+    ours-1t)    CMD=("$SMTPD_BIN" -c Sink --threads 1 $OURS_ARGS "$HOST:$port") ;;
     smtp-sink)  local u=(); [ "$(id -u)" = 0 ] && u=(-u nobody)
                 CMD=("$(command -v smtp-sink)" "${u[@]}" -m 5000 "$HOST:$port" 4096) ;;
     aiosmtpd)   "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 || return 1
@@ -221,7 +228,7 @@ stop_server() {
   wait "$SRV_PID" 2>/dev/null
   SRV_PID=""
 }
-trap stop_server EXIT
+trap 'stop_server; drop_policy' EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ scenarios
@@ -310,6 +317,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 log "load runs took $((SECONDS - START)) s"
+gzip -q "$OUT"/logs/*.server.log 2>/dev/null   # our server logs every message
 
 python3 "$HERE/load_report.py" "$OUT" > "$OUT/table.md" || { log "report failed"; exit 1; }
 cat "$OUT/table.md"

@@ -54,6 +54,17 @@ def fmt(x, spec):
     return "–" if x is None else format(x, spec)
 
 
+def error_classes(rs):
+    """`class:count,...` of the RESULT lines, summed over runs."""
+    total = defaultdict(int)
+    for r in rs:
+        for item in r.get("error_classes", "none").split(","):
+            name, _, n = item.rpartition(":")
+            if name and n.isdigit():
+                total[name.replace("_", " ")] += int(n)
+    return ", ".join(f"{k}: {v}" for k, v in sorted(total.items()))
+
+
 def cpu_per_10k(r):
     cpu, done = num(r.get("srv_cpu_s")), num(r.get("delivered"))
     return cpu / done * 1e4 if cpu is not None and done else None
@@ -68,8 +79,8 @@ def main(d):
         if r["server"] not in servers:
             servers.append(r["server"])
     # ours first, smtp-sink second, the rest after
-    order = {"ours": 0, "ours-quiet": 1, "smtp-sink": 2}
-    servers.sort(key=lambda s: order.get(s, 3))
+    order = {"ours": 0, "ours-quiet": 1, "ours-1t": 2, "smtp-sink": 3}
+    servers.sort(key=lambda s: order.get(s, 4))
     ours = next((s for s in ("ours", "ours-quiet") if s in servers), None)
     sink = {(r["round"], r["scenario"]): r for r in runs if r["server"] == "smtp-sink"}
 
@@ -127,8 +138,7 @@ def main(d):
                 notes.append("hit the time bound")
             errs = sum(int(num(r.get("errors")) or 0) for r in rs)
             if errs:
-                classes = sorted({r.get("error_classes", "") for r in rs if r.get("errors") not in ("0", None)})
-                notes.append(f"{errs} errors: {' '.join(classes)}")
+                notes.append(f"{errs} errors in {len(rs)} runs ({error_classes(rs)})")
             short = [r for r in rs if r.get("delivered") != r.get("requested")]
             if short:
                 notes.append(f"delivered {short[0].get('delivered')}/{short[0].get('requested')}")
@@ -156,6 +166,9 @@ def main(d):
     if idle_rows or any(burst_rows.values()):
         out.append("### Connections")
         out.append("")
+        out.append("Medians over rounds (slowest greeting: the worst of all rounds). Idle: connections that "
+                   "completed EHLO and stay open; RSS per idle conn = server VmRSS delta / connections.")
+        out.append("")
         out.append("| server | idle conns open / alive | RSS before → after MiB | **RSS per idle conn** "
                    "| 500 simultaneous connects: served | errors | greeted after > 0.9 s | slowest greeting ms |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -164,7 +177,8 @@ def main(d):
             if not ir and not br:
                 continue
             if ir:
-                opened = f"{med([num(r.get('open')) for r in ir]):.0f} / {med([num(r.get('alive')) for r in ir]):.0f}"
+                opened = (f"{med([num(r.get('open')) for r in ir]):.0f} / {med([num(r.get('alive')) for r in ir]):.0f}"
+                          f" of {ir[0].get('requested')}")
                 b = med([num(r.get("rss_before_kb")) for r in ir])
                 a = med([num(r.get("rss_after_kb")) for r in ir])
                 pc = med([num(r.get("rss_per_conn_bytes")) for r in ir])
@@ -174,8 +188,8 @@ def main(d):
                 opened, rss, per = "–", "–", "–"
             if br:
                 served = f"{med([num(r.get('delivered')) for r in br]):.0f} / {med([num(r.get('requested')) for r in br]):.0f}"
-                errs = f"{sum(int(num(r.get('errors')) or 0) for r in br)}"
-                slow = f"{sum(int(num(r.get('slow_connects')) or 0) for r in br)}"
+                errs = f"{med([num(r.get('errors')) for r in br]):.0f}"
+                slow = f"{med([num(r.get('slow_connects')) for r in br]):.0f}"
                 mx = fmt(max(num(r.get("connect_max_ms")) or 0 for r in br), ",.1f")
             else:
                 served = errs = slow = mx = "–"

@@ -50,6 +50,13 @@ pub(crate) async fn serve<H: Handler>(
     let mut output: Vec<u8> = Vec::with_capacity(1024);
     let mut grace_until: Option<tokio::time::Instant> = None;
     let mut outcome = Outcome::Closed;
+    // One timer for the connection, moved only when the deadline changes; one shutdown
+    // future, polled until the shutdown request arrives (a value can only become `true`).
+    let never = far_future();
+    let timer = tokio::time::sleep_until(never);
+    tokio::pin!(timer);
+    let shutdown = shared.shutdown.changed();
+    tokio::pin!(shutdown);
     session.handle_input(&[], clock.now()).await;
     loop {
         match write_output(&stream, &mut session, output).await {
@@ -79,24 +86,31 @@ pub(crate) async fn serve<H: Handler>(
         let read = stream.read(input.slice(filled..));
         tokio::pin!(read);
         let (result, buffer) = loop {
-            let deadline = session.poll_timeout().map(|at| clock.instant(at));
+            let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
+            let deadline = match (session_deadline, grace_until) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or(never),
+            };
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 (result, slice) = &mut read => break (result, slice.into_inner()),
-                () = sleep_until(deadline) => {
-                    session.handle_timeout(clock.now()).await;
-                }
-                changed = shared.shutdown.changed(), if grace_until.is_none() => {
-                    if changed.is_err() || *shared.shutdown.borrow() {
-                        grace_until = Some(tokio::time::Instant::now() + shared.grace);
-                        if session.is_idle() {
-                            session.handle_shutdown().await;
-                            outcome = Outcome::Shutdown;
-                        }
+                () = &mut timer => {
+                    if grace_until.is_some_and(|grace| grace <= tokio::time::Instant::now()) {
+                        session.handle_shutdown().await;
+                        outcome = Outcome::Shutdown;
+                    } else {
+                        session.handle_timeout(clock.now()).await;
                     }
+                    timer.as_mut().reset(never);
                 }
-                () = sleep_until(grace_until) => {
-                    session.handle_shutdown().await;
-                    outcome = Outcome::Shutdown;
+                _ = &mut shutdown, if grace_until.is_none() => {
+                    grace_until = Some(tokio::time::Instant::now() + shared.grace);
+                    if session.is_idle() {
+                        session.handle_shutdown().await;
+                        outcome = Outcome::Shutdown;
+                    }
                 }
             }
             if session.is_closed() {
@@ -142,12 +156,9 @@ async fn write_output<H: Handler>(
     Ok(buffer)
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// A deadline that never comes (the timer's resting position).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 impl Clock {

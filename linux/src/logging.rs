@@ -42,16 +42,30 @@ fn log_message(
     cx: &Context<'_>,
     outcome: &dyn std::fmt::Display,
 ) {
-    let rcpts: Vec<&str> = cx.rcpttos.clone().collect();
     tracing::info!(
         peer = %peer,
         from = cx.mailfrom.unwrap_or_default(),
-        to = ?rcpts,
+        to = %Recipients(cx),
         size,
         outcome = %outcome,
         ms = started.map_or(0, |t| t.elapsed().as_millis() as u64),
         "message"
     );
+}
+
+/// The recipients as `a@b,c@d`, formatted without collecting them.
+struct Recipients<'a, 'c>(&'a Context<'c>);
+
+impl std::fmt::Display for Recipients<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, rcpt) in self.0.rcpttos.clone().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(rcpt)?;
+        }
+        Ok(())
+    }
 }
 
 impl<H: Handler> Handler for Logged<H> {
