@@ -132,3 +132,66 @@ impl<H: Handler> Handler for Logged<H> {
         self.inner.unknown(cx, verb, arg).await
     }
 }
+
+/// Log output for busy servers: serving threads append each line to a shared buffer, and a
+/// flusher thread writes it to stderr every 50 ms (or at once past 64 KiB), so logging a
+/// message costs no system call on the serving threads.
+#[derive(Clone, Debug)]
+pub struct BatchedStderr {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl BatchedStderr {
+    const LIMIT: usize = 64 * 1024;
+    const PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
+
+    /// Starts the flusher thread.
+    pub fn start() -> Self {
+        let log = BatchedStderr {
+            buffer: Default::default(),
+        };
+        let flusher = log.clone();
+        std::thread::Builder::new()
+            .name("smtpd-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(Self::PERIOD);
+                flusher.flush_now();
+            })
+            .expect("spawn the log flusher thread");
+        log
+    }
+
+    /// Writes out everything buffered.
+    pub fn flush_now(&self) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if !buffer.is_empty() {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &buffer);
+            buffer.clear();
+        }
+    }
+}
+
+impl std::io::Write for BatchedStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.extend_from_slice(bytes);
+        if buffer.len() >= Self::LIMIT {
+            std::io::stderr().lock().write_all(&buffer)?;
+            buffer.clear();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_now();
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStderr {
+    type Writer = BatchedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}

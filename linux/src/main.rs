@@ -10,12 +10,15 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smtpd_linux::cli::{Args, Class, LogFormat};
 use smtpd_linux::handlers::{DebuggingServer, Maildir, Sink};
+use smtpd_linux::logging::BatchedStderr;
 use smtpd_linux::{Buffered, HandlerFactory, Server};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args);
-    match run(&args) {
+    let log = init_logging(&args);
+    let result = run(&args);
+    log.flush_now();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("smtpd: error: {error}");
@@ -60,16 +63,19 @@ fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), St
     server.run().map_err(|e| e.to_string())
 }
 
-fn init_logging(args: &Args) {
+/// Logs go to stderr through a batching writer (see [`BatchedStderr`]).
+fn init_logging(args: &Args) -> BatchedStderr {
     let level = if args.debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let log = BatchedStderr::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(log.clone());
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    log
 }
