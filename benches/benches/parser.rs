@@ -196,52 +196,25 @@ fn data(c: &mut Criterion) {
         check_body(body);
     }
 
-    let mut group = c.benchmark_group("data");
-    for body in &bodies {
-        let wire = body.wire.as_slice();
-        group.throughput(Throughput::Bytes(wire.len() as u64));
-        group.bench_with_input(
-            BenchmarkId::new("smtpd-core/copy", body.name),
-            wire,
-            |b, wire| {
-                let mut out = Vec::with_capacity(wire.len());
-                b.iter(|| {
-                    out.clear();
-                    decode_with(black_box(wire), |chunk| out.extend_from_slice(chunk));
-                    black_box(out.len())
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("smtpd-core/nocopy", body.name),
-            wire,
-            |b, wire| {
-                b.iter(|| {
-                    let mut total = 0;
-                    decode_with(black_box(wire), |chunk| total += black_box(chunk).len());
-                    total
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("smtp-proto/copy", body.name),
-            wire,
-            |b, wire| {
-                let mut out = Vec::with_capacity(wire.len());
-                b.iter(|| {
-                    out.clear();
-                    proto_decode(black_box(wire), &mut out);
-                    black_box(out.len())
-                })
-            },
-        );
-    }
-    group.finish();
-
+    // One slice per message (`read` = the whole message), then 16 KiB reads.
+    bench_bodies(c, "data", bodies.iter(), None);
     const READ: usize = 16 * 1024;
-    let mut group = c.benchmark_group("data_16KiB_reads");
-    for body in bodies.iter().filter(|b| b.wire.len() > READ) {
+    let long = bodies.iter().filter(|b| b.wire.len() > READ);
+    bench_bodies(c, "data_16KiB_reads", long, Some(READ));
+}
+
+/// Ours (copying and not) beside smtp-proto on each body, fed in reads of `read` octets
+/// (`None`: the whole message at once).
+fn bench_bodies<'a>(
+    c: &mut Criterion,
+    name: &str,
+    bodies: impl Iterator<Item = &'a corpus::Body>,
+    read: Option<usize>,
+) {
+    let mut group = c.benchmark_group(name);
+    for body in bodies {
         let wire = body.wire.as_slice();
+        let read = read.unwrap_or(wire.len());
         group.throughput(Throughput::Bytes(wire.len() as u64));
         group.bench_with_input(
             BenchmarkId::new("smtpd-core/copy", body.name),
@@ -250,7 +223,7 @@ fn data(c: &mut Criterion) {
                 let mut out = Vec::with_capacity(wire.len());
                 b.iter(|| {
                     out.clear();
-                    decode_chunked_with(black_box(wire), READ, |chunk| {
+                    decode_chunked_with(black_box(wire), read, |chunk| {
                         out.extend_from_slice(chunk)
                     });
                     black_box(out.len())
@@ -263,7 +236,7 @@ fn data(c: &mut Criterion) {
             |b, wire| {
                 b.iter(|| {
                     let mut total = 0;
-                    decode_chunked_with(black_box(wire), READ, |chunk| {
+                    decode_chunked_with(black_box(wire), read, |chunk| {
                         total += black_box(chunk).len()
                     });
                     total
@@ -277,7 +250,7 @@ fn data(c: &mut Criterion) {
                 let mut out = Vec::with_capacity(wire.len());
                 b.iter(|| {
                     out.clear();
-                    proto_decode_chunked(black_box(wire), READ, &mut out);
+                    proto_decode_chunked(black_box(wire), read, &mut out);
                     black_box(out.len())
                 })
             },
