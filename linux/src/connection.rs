@@ -1,17 +1,22 @@
 //! One connection: moves bytes between an io_uring socket and a core [`Session`].
 //!
 //! No SMTP rule lives here. The loop writes whatever output the session has (one write per
-//! pipelined group), reads into an owned buffer appended with `slice(len..)`, and keeps one
-//! timer: the session's own deadline, or the shutdown grace period.
+//! pipelined group), reads into an owned buffer (appending after the bytes it holds), and
+//! keeps one timer: the session's own deadline, or the shutdown grace period.
 
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant as StdInstant};
 
+use compio::buf::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use compio::time::sleep_until;
 use smtpd_core::{Config, Handler, Instant, Session};
 use tokio::sync::watch;
-use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
 use crate::server::Clock;
 
@@ -37,6 +42,13 @@ pub(crate) struct Shared {
     pub grace: Duration,
 }
 
+/// What ended a wait for input.
+enum Wake {
+    Read(BufResult<usize, Vec<u8>>),
+    Timer,
+    Shutdown,
+}
+
 /// Serves one connection until its session closes; returns how it ended, and the handler.
 pub(crate) async fn serve<H: Handler>(
     stream: TcpStream,
@@ -48,15 +60,15 @@ pub(crate) async fn serve<H: Handler>(
     let mut session: Session<'static, H> = Session::new(shared.config, Some(peer), handler);
     let mut input: Vec<u8> = Vec::with_capacity(READ_BUFFER);
     let mut output: Vec<u8> = Vec::with_capacity(1024);
-    let mut grace_until: Option<tokio::time::Instant> = None;
+    let mut grace_until: Option<StdInstant> = None;
     let mut outcome = Outcome::Closed;
-    // One timer for the connection, moved only when the deadline changes; one shutdown
-    // future, polled until the shutdown request arrives (a value can only become `true`).
-    let never = far_future();
-    let timer = tokio::time::sleep_until(never);
-    tokio::pin!(timer);
-    let shutdown = shared.shutdown.changed();
-    tokio::pin!(shutdown);
+    // One timer for the connection. It is moved only to an earlier deadline: a later one
+    // (every command pushes the deadline on) lets it fire early, and the core ignores a
+    // timeout that has not yet come, after which the timer is set again.
+    let mut timer_at = far_future();
+    let mut timer = pin!(sleep_until(timer_at));
+    // One shutdown future, polled until the request arrives (a value can only become `true`).
+    let mut shutdown = pin!(shared.shutdown.changed());
     session.handle_input(&[], clock.now()).await;
     loop {
         match write_output(&stream, &mut session, output).await {
@@ -82,31 +94,45 @@ pub(crate) async fn serve<H: Handler>(
             outcome = Outcome::Shutdown;
             continue;
         }
-        let filled = input.len();
-        let read = stream.read(input.slice(filled..));
-        tokio::pin!(read);
-        let (result, buffer) = loop {
+        let mut reader = &stream;
+        let mut read = pin!(reader.append(input));
+        let BufResult(result, buffer) = loop {
             let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
             let deadline = match (session_deadline, grace_until) {
                 (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(never),
+                (a, b) => a.or(b).unwrap_or_else(far_future),
             };
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
+            if deadline < timer_at {
+                timer_at = deadline;
+                timer.set(sleep_until(timer_at));
             }
-            tokio::select! {
-                (result, slice) = &mut read => break (result, slice.into_inner()),
-                () = &mut timer => {
-                    if grace_until.is_some_and(|grace| grace <= tokio::time::Instant::now()) {
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(read) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Read(read));
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+                if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Shutdown);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Read(read) => break read,
+                Wake::Timer => {
+                    timer_at = far_future();
+                    timer.set(sleep_until(timer_at));
+                    if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
                         session.handle_shutdown().await;
                         outcome = Outcome::Shutdown;
                     } else {
                         session.handle_timeout(clock.now()).await;
                     }
-                    timer.as_mut().reset(never);
                 }
-                _ = &mut shutdown, if grace_until.is_none() => {
-                    grace_until = Some(tokio::time::Instant::now() + shared.grace);
+                Wake::Shutdown => {
+                    grace_until = Some(StdInstant::now() + shared.grace);
                     if session.is_idle() {
                         session.handle_shutdown().await;
                         outcome = Outcome::Shutdown;
@@ -114,12 +140,9 @@ pub(crate) async fn serve<H: Handler>(
                 }
             }
             if session.is_closed() {
-                // Nothing more is wanted. Dropping the pending read does not cancel it: the
-                // in-flight operation keeps the socket open until it completes, which a silent
-                // client never makes happen. Shutting the socket down sends the FIN after the
-                // reply and completes the read, so the descriptor is closed.
+                // Nothing more is wanted: dropping the read cancels it, the reply goes out
+                // and dropping the stream closes the connection.
                 let _ = write_output(&stream, &mut session, output).await;
-                let _ = stream.shutdown(std::net::Shutdown::Both);
                 return (outcome, session.into_handler());
             }
         };
@@ -140,25 +163,48 @@ pub(crate) async fn serve<H: Handler>(
 
 /// Writes all pending session output in one submission; returns the buffer for reuse.
 async fn write_output<H: Handler>(
-    stream: &TcpStream,
+    mut stream: &TcpStream,
     session: &mut Session<'static, H>,
     mut buffer: Vec<u8>,
 ) -> Result<Vec<u8>, ()> {
     if session.output().is_empty() {
         return Ok(buffer);
     }
+    // Replies are small and the socket buffer almost always has room: one `send` now is
+    // cheaper than a ring round trip. What it cannot take goes through the ring.
+    let sent = send_now(stream, session.output());
+    session.consume_output(sent);
+    if session.output().is_empty() {
+        return Ok(buffer);
+    }
     buffer.clear();
     buffer.extend_from_slice(session.output());
     let written = buffer.len();
-    let (result, buffer) = stream.write_all(buffer).await;
+    let BufResult(result, buffer) = stream.write_all(buffer).await;
     result.map_err(|_| ())?;
     session.consume_output(written);
     Ok(buffer)
 }
 
+/// Sends what the socket takes without blocking; returns the count (0 on any error: the
+/// ring write that follows reports it).
+fn send_now(stream: &TcpStream, bytes: &[u8]) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the lifetime of `stream`; `bytes` is valid memory.
+    let sent = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(sent).unwrap_or(0)
+}
+
 /// A deadline that never comes (the timer's resting position).
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+fn far_future() -> StdInstant {
+    StdInstant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 impl Clock {
@@ -168,7 +214,7 @@ impl Clock {
     }
 
     /// The runtime instant of a core deadline.
-    pub fn instant(&self, at: Instant) -> tokio::time::Instant {
+    pub fn instant(&self, at: Instant) -> StdInstant {
         self.start + Duration::from_millis(at.as_millis())
     }
 }

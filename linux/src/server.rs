@@ -6,18 +6,25 @@
 //! rest with `421`.
 
 use std::cell::Cell;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use compio::buf::BufResult;
+use compio::driver::ProactorBuilder;
+use compio::io::AsyncWriteExt;
+use compio::net::{TcpListener, TcpStream};
+use compio::runtime::RuntimeBuilder;
 use smtpd_core::channel::Channel;
 use smtpd_core::{replies, Config, Handler, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{watch, Notify};
-use tokio_uring::net::{TcpListener, TcpStream};
 
 use crate::connection::{serve, Shared};
 use crate::logging::Logged;
@@ -129,7 +136,7 @@ impl ShutdownHandle {
 
 /// Monotonic time origin of one runtime.
 pub(crate) struct Clock {
-    pub start: tokio::time::Instant,
+    pub start: std::time::Instant,
 }
 
 impl Server<()> {
@@ -170,11 +177,7 @@ impl<F: HandlerFactory> Server<F> {
                 };
                 std::thread::Builder::new()
                     .name(format!("smtpd-{index}"))
-                    .spawn(move || {
-                        tokio_uring::builder()
-                            .entries(1024)
-                            .start(worker.run(listener))
-                    })
+                    .spawn(move || runtime()?.block_on(worker.run(listener)))
             })
             .collect::<io::Result<_>>()?;
         let mut result = Ok(());
@@ -199,23 +202,29 @@ struct Worker<F> {
 }
 
 impl<F: HandlerFactory> Worker<F> {
-    async fn run(mut self, listener: std::net::TcpListener) -> io::Result<()> {
-        let listener = TcpListener::from_std(listener);
+    async fn run(self, listener: std::net::TcpListener) -> io::Result<()> {
+        let listener = TcpListener::from_std(listener)?;
         let clock = Rc::new(Clock {
-            start: tokio::time::Instant::now(),
+            start: std::time::Instant::now(),
         });
         let active = Rc::new(Cell::new(0usize));
         let idle = Rc::new(Notify::new());
-        while !*self.shutdown.borrow() {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn(stream, peer, &clock, &active, &idle),
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                },
-                _ = self.shutdown.changed() => {}
+        let mut shutdown = self.shutdown.clone();
+        let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+        loop {
+            let mut accept = pin!(listener.accept());
+            let accepted = poll_fn(|cx| match stop.as_mut().poll(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => accept.as_mut().poll(cx).map(Some),
+            })
+            .await;
+            match accepted {
+                None => break,
+                Some(Ok((stream, peer))) => self.spawn(stream, peer, &clock, &active, &idle),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "accept failed");
+                    compio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
         drop(listener);
@@ -243,11 +252,12 @@ impl<F: HandlerFactory> Worker<F> {
         active.set(active.get() + 1);
         let config = self.config;
         if over_cap {
-            tokio_uring::spawn(async move {
+            compio::runtime::spawn(async move {
                 refuse(stream, config).await;
                 tracing::info!(%peer, outcome = "refused", "session: too many connections");
                 drop(slot);
-            });
+            })
+            .detach();
             return;
         }
         let handler = Logged::new(self.factory.new_handler(peer), peer);
@@ -257,7 +267,7 @@ impl<F: HandlerFactory> Worker<F> {
             shutdown: self.shutdown.clone(),
             grace: self.grace,
         };
-        tokio_uring::spawn(async move {
+        compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
             let (outcome, handler) = serve(stream, peer, handler, shared).await;
             tracing::info!(
@@ -268,16 +278,30 @@ impl<F: HandlerFactory> Worker<F> {
                 "session"
             );
             drop(slot);
-        });
+        })
+        .detach();
     }
 }
 
 /// Answers a connection over the cap with the core's `421 4.3.2` and closes it.
-async fn refuse(stream: TcpStream, config: &'static Config<'static>) {
+async fn refuse(mut stream: TcpStream, config: &'static Config<'static>) {
     let mut channel: Channel<'static> = Channel::new(config, None);
     channel.resolve(Verdict::Reply(replies::TOO_MANY_CONNECTIONS));
-    let _ = stream.write_all(channel.output().to_vec()).await;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let BufResult(_, _) = stream.write_all(channel.output().to_vec()).await;
+    let _ = stream.close().await;
+}
+
+/// One thread's runtime. The ring has a single issuer that runs its own completion work
+/// when it waits (`DEFER_TASKRUN`): a wake-up is one `io_uring_enter`, no interrupt.
+fn runtime() -> io::Result<compio::runtime::Runtime> {
+    let mut proactor = ProactorBuilder::new();
+    proactor
+        .capacity(1024)
+        .single_issuer(true)
+        .defer_taskrun(true)
+        .coop_taskrun(true)
+        .taskrun_flag(true);
+    RuntimeBuilder::new().with_proactor(proactor).build()
 }
 
 /// Releases a connection's place in the counters when the task ends.

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use compio::buf::BufResult;
+use compio::fs::File;
+use compio::io::AsyncWriteAtExt;
 use smtpd_core::handler::{AbortReason, Context, Handler, Verdict};
 use smtpd_core::Reply;
-use tokio_uring::fs::File;
 
 const WRITE_SIZE: usize = 64 * 1024;
 const STORE_FAILED: Reply<'static> = Reply::new(451, (4, 3, 0), "Error: could not store message");
@@ -79,10 +81,10 @@ impl Maildir {
         let tmp = self.dir.join("tmp").join(&message.name);
         let _ = message.file.close().await;
         if let Err(error) = result {
-            let _ = tokio_uring::fs::remove_file(&tmp).await;
+            let _ = compio::fs::remove_file(&tmp).await;
             return Err(error);
         }
-        tokio_uring::fs::rename(&tmp, self.dir.join("new").join(&message.name)).await?;
+        compio::fs::rename(&tmp, self.dir.join("new").join(&message.name)).await?;
         // The rename is durable once the directory is synced.
         let new = File::open(self.dir.join("new")).await?;
         let synced = new.sync_all().await;
@@ -93,7 +95,7 @@ impl Maildir {
     async fn discard(&mut self) {
         if let Some(message) = self.open.take() {
             let _ = message.file.close().await;
-            let _ = tokio_uring::fs::remove_file(self.dir.join("tmp").join(&message.name)).await;
+            let _ = compio::fs::remove_file(self.dir.join("tmp").join(&message.name)).await;
         }
     }
 }
@@ -105,7 +107,7 @@ impl OpenMessage {
         }
         let buffer = std::mem::take(&mut self.buffer);
         let len = buffer.len() as u64;
-        let (result, mut buffer) = self.file.write_all_at(buffer, self.written).await;
+        let BufResult(result, mut buffer) = self.file.write_all_at(buffer, self.written).await;
         result?;
         self.written += len;
         buffer.clear();
