@@ -5,6 +5,7 @@
 //! keeps one timer: the session's own deadline, or the shutdown grace period.
 
 use std::future::{poll_fn, Future};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
@@ -12,16 +13,15 @@ use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
 
 use compio::buf::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::driver::BufferRef;
+use compio::io::{AsyncReadMulti, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::time::sleep_until;
+use futures_core::Stream;
 use smtpd_core::{Config, Handler, Instant, Session};
-use tokio::sync::watch;
 
 use crate::server::Clock;
-
-/// Read buffer size: large enough for fast bodies, only touched pages cost memory.
-const READ_BUFFER: usize = 64 * 1024;
+use crate::stop::Stop;
 
 /// How a session ended, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,13 +38,13 @@ pub enum Outcome {
 pub(crate) struct Shared {
     pub config: &'static Config<'static>,
     pub clock: Rc<Clock>,
-    pub shutdown: watch::Receiver<bool>,
+    pub stop: Rc<Stop>,
     pub grace: Duration,
 }
 
 /// What ended a wait for input.
 enum Wake {
-    Read(BufResult<usize, Vec<u8>>),
+    Input(Option<io::Result<BufferRef>>),
     Timer,
     Shutdown,
 }
@@ -54,21 +54,26 @@ pub(crate) async fn serve<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
     handler: H,
-    mut shared: Shared,
+    shared: Shared,
 ) -> (Outcome, H) {
     let clock = shared.clock.clone();
     let mut session: Session<'static, H> = Session::new(shared.config, Some(peer), handler);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+    // Bytes the session left unconsumed because its output had to be flushed first.
+    let mut pending: Vec<u8> = Vec::new();
     let mut output: Vec<u8> = Vec::with_capacity(1024);
     let mut grace_until: Option<StdInstant> = None;
     let mut outcome = Outcome::Closed;
+    // One multishot receive for the whole connection, into the thread's buffer pool: an
+    // idle connection holds no read buffer, and a busy one needs no new submission.
+    let mut reader = &stream;
+    let mut incoming = pin!(reader.read_multi(0));
     // One timer for the connection. It is moved only to an earlier deadline: a later one
     // (every command pushes the deadline on) lets it fire early, and the core ignores a
     // timeout that has not yet come, after which the timer is set again.
     let mut timer_at = far_future();
     let mut timer = pin!(sleep_until(timer_at));
-    // One shutdown future, polled until the request arrives (a value can only become `true`).
-    let mut shutdown = pin!(shared.shutdown.changed());
+    // The shutdown request, polled until it arrives.
+    let mut shutdown = pin!(shared.stop.listen());
     session.handle_input(&[], clock.now()).await;
     loop {
         match write_output(&stream, &mut session, output).await {
@@ -81,10 +86,10 @@ pub(crate) async fn serve<H: Handler>(
         if session.is_closed() {
             break;
         }
-        if !input.is_empty() {
-            // Input left over because the output needed flushing first.
-            let used = session.handle_input(&input, clock.now()).await;
-            input.drain(..used);
+        if !pending.is_empty() {
+            // The core consumes more once its output is flushed (channel::receive).
+            let used = session.handle_input(&pending, clock.now()).await;
+            pending.drain(..used);
             if used > 0 || !session.output().is_empty() {
                 continue;
             }
@@ -94,70 +99,63 @@ pub(crate) async fn serve<H: Handler>(
             outcome = Outcome::Shutdown;
             continue;
         }
-        let mut reader = &stream;
-        let mut read = pin!(reader.append(input));
-        let BufResult(result, buffer) = loop {
-            let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
-            let deadline = match (session_deadline, grace_until) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or_else(far_future),
-            };
-            if deadline < timer_at {
-                timer_at = deadline;
-                timer.set(sleep_until(timer_at));
-            }
-            let wake = poll_fn(|cx| {
-                if let Poll::Ready(read) = read.as_mut().poll(cx) {
-                    return Poll::Ready(Wake::Read(read));
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Timer);
-                }
-                if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Shutdown);
-                }
-                Poll::Pending
-            })
-            .await;
-            match wake {
-                Wake::Read(read) => break read,
-                Wake::Timer => {
-                    timer_at = far_future();
-                    timer.set(sleep_until(timer_at));
-                    if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
-                        session.handle_shutdown().await;
-                        outcome = Outcome::Shutdown;
-                    } else {
-                        session.handle_timeout(clock.now()).await;
-                    }
-                }
-                Wake::Shutdown => {
-                    grace_until = Some(StdInstant::now() + shared.grace);
-                    if session.is_idle() {
-                        session.handle_shutdown().await;
-                        outcome = Outcome::Shutdown;
-                    }
-                }
-            }
-            if session.is_closed() {
-                // Nothing more is wanted: dropping the read cancels it, the reply goes out
-                // and dropping the stream closes the connection.
-                let _ = write_output(&stream, &mut session, output).await;
-                return (outcome, session.into_handler());
-            }
+        let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
+        let deadline = match (session_deadline, grace_until) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(timer_at),
         };
-        input = buffer;
-        match result {
-            Ok(0) | Err(_) => {
+        if deadline < timer_at {
+            timer_at = deadline;
+            timer.set(sleep_until(timer_at));
+        }
+        let wake = poll_fn(|cx| {
+            if let Poll::Ready(input) = incoming.as_mut().poll_next(cx) {
+                return Poll::Ready(Wake::Input(input));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Input(Some(Ok(input))) => {
+                if pending.is_empty() {
+                    let used = session.handle_input(&input, clock.now()).await;
+                    pending.extend_from_slice(&input[used..]);
+                } else {
+                    pending.extend_from_slice(&input);
+                }
+            }
+            // The buffer pool ran dry (ENOBUFS) for a moment; the receive is submitted again.
+            Wake::Input(Some(Err(error))) if error.kind() == io::ErrorKind::ResourceBusy => {}
+            Wake::Input(_) => {
                 session.handle_disconnect().await;
                 return (Outcome::Disconnected, session.into_handler());
             }
-            Ok(_) => {
-                let used = session.handle_input(&input, clock.now()).await;
-                input.drain(..used);
+            Wake::Timer => {
+                timer_at = far_future();
+                timer.set(sleep_until(timer_at));
+                if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
+                    session.handle_shutdown().await;
+                    outcome = Outcome::Shutdown;
+                } else {
+                    session.handle_timeout(clock.now()).await;
+                }
+            }
+            Wake::Shutdown => {
+                grace_until = Some(StdInstant::now() + shared.grace);
+                if session.is_idle() {
+                    session.handle_shutdown().await;
+                    outcome = Outcome::Shutdown;
+                }
             }
         }
     }
+    // Dropping the receive cancels it; dropping the stream then closes the connection.
     (outcome, session.into_handler())
 }
 

@@ -1,12 +1,12 @@
 //! # smtpd-linux
 //!
-//! A thread-per-core io_uring SMTP server driving [`smtpd_core`]: one `tokio-uring` runtime
-//! per thread, each with its own `SO_REUSEPORT` listener. The protocol lives in the core;
+//! A thread-per-core io_uring SMTP server driving [`smtpd_core`]: one `compio` io_uring
+//! runtime per thread, each with its own `SO_REUSEPORT` listener. The protocol lives in the core;
 //! this crate moves bytes, keeps one timer per connection, caps connections and shuts down
 //! gracefully.
 //!
 //! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
-//!   I/O loop.
+//!   I/O loop; `stop`: the shutdown request inside a thread.
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod logging;
 pub mod message;
 pub mod server;
+mod stop;
 
 pub use message::{Buffered, Message, OwnedReply, ProcessMessage};
 pub use server::{HandlerFactory, Options, Server, ShutdownHandle};

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU16;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::connection::{serve, Shared};
 use crate::logging::Logged;
+use crate::stop::Stop;
 
 /// Creates one handler per connection; shared by all threads.
 pub trait HandlerFactory: Send + Sync + 'static {
@@ -207,20 +209,21 @@ impl<F: HandlerFactory> Worker<F> {
         let clock = Rc::new(Clock {
             start: std::time::Instant::now(),
         });
+        let stop = Rc::new(Stop::default());
         let active = Rc::new(Cell::new(0usize));
         let idle = Rc::new(Notify::new());
         let mut shutdown = self.shutdown.clone();
-        let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+        let mut requested = pin!(shutdown.wait_for(|stop| *stop));
         loop {
             let mut accept = pin!(listener.accept());
-            let accepted = poll_fn(|cx| match stop.as_mut().poll(cx) {
+            let accepted = poll_fn(|cx| match requested.as_mut().poll(cx) {
                 Poll::Ready(_) => Poll::Ready(None),
                 Poll::Pending => accept.as_mut().poll(cx).map(Some),
             })
             .await;
             match accepted {
                 None => break,
-                Some(Ok((stream, peer))) => self.spawn(stream, peer, &clock, &active, &idle),
+                Some(Ok((stream, peer))) => self.spawn(stream, peer, &clock, &stop, &active, &idle),
                 Some(Err(error)) => {
                     tracing::warn!(%error, "accept failed");
                     compio::time::sleep(Duration::from_millis(10)).await;
@@ -228,6 +231,7 @@ impl<F: HandlerFactory> Worker<F> {
             }
         }
         drop(listener);
+        stop.request();
         while active.get() > 0 {
             idle.notified().await;
         }
@@ -239,6 +243,7 @@ impl<F: HandlerFactory> Worker<F> {
         stream: TcpStream,
         peer: SocketAddr,
         clock: &Rc<Clock>,
+        stop: &Rc<Stop>,
         active: &Rc<Cell<usize>>,
         idle: &Rc<Notify>,
     ) {
@@ -264,7 +269,7 @@ impl<F: HandlerFactory> Worker<F> {
         let shared = Shared {
             config,
             clock: clock.clone(),
-            shutdown: self.shutdown.clone(),
+            stop: stop.clone(),
             grace: self.grace,
         };
         compio::runtime::spawn(async move {
@@ -291,12 +296,19 @@ async fn refuse(mut stream: TcpStream, config: &'static Config<'static>) {
     let _ = stream.close().await;
 }
 
+/// Receive buffers shared by a thread's connections (a connection holds one only while the
+/// core reads it).
+const RECEIVE_BUFFERS: NonZeroU16 = NonZeroU16::new(256).unwrap();
+const RECEIVE_BUFFER_LEN: usize = 16 * 1024;
+
 /// One thread's runtime. The ring has a single issuer that runs its own completion work
 /// when it waits (`DEFER_TASKRUN`): a wake-up is one `io_uring_enter`, no interrupt.
 fn runtime() -> io::Result<compio::runtime::Runtime> {
     let mut proactor = ProactorBuilder::new();
     proactor
         .capacity(1024)
+        .buffer_pool_size(RECEIVE_BUFFERS)
+        .buffer_pool_buffer_len(RECEIVE_BUFFER_LEN)
         .single_issuer(true)
         .defer_taskrun(true)
         .coop_taskrun(true)
