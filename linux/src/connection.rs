@@ -1,8 +1,9 @@
 //! One connection: moves bytes between an io_uring socket and a core [`Session`].
 //!
 //! No SMTP rule lives here. The loop writes whatever output the session has (one write per
-//! pipelined group), reads into an owned buffer (appending after the bytes it holds), and
-//! keeps one timer: the session's own deadline, or the shutdown grace period.
+//! pipelined group; a `send` first, the ring for what the socket does not take), receives
+//! through one multishot receive, and keeps one alarm: the session's own deadline, or the
+//! end of the shutdown grace period.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -16,10 +17,10 @@ use compio::buf::BufResult;
 use compio::driver::BufferRef;
 use compio::io::{AsyncReadMulti, AsyncWriteExt};
 use compio::net::TcpStream;
-use compio::time::sleep_until;
 use futures_core::Stream;
 use smtpd_core::{Config, Handler, Instant, Session};
 
+use crate::alarm::Alarms;
 use crate::server::Clock;
 use crate::stop::Stop;
 
@@ -39,6 +40,7 @@ pub(crate) struct Shared {
     pub config: &'static Config<'static>,
     pub clock: Rc<Clock>,
     pub stop: Rc<Stop>,
+    pub alarms: Rc<Alarms>,
     pub grace: Duration,
 }
 
@@ -67,11 +69,8 @@ pub(crate) async fn serve<H: Handler>(
     // idle connection holds no read buffer, and a busy one needs no new submission.
     let mut reader = &stream;
     let mut incoming = pin!(reader.read_multi(0));
-    // One timer for the connection. It is moved only to an earlier deadline: a later one
-    // (every command pushes the deadline on) lets it fire early, and the core ignores a
-    // timeout that has not yet come, after which the timer is set again.
-    let mut timer_at = far_future();
-    let mut timer = pin!(sleep_until(timer_at));
+    // The connection's deadline: the session's own, or the end of the shutdown grace period.
+    let alarm = shared.alarms.register();
     // The shutdown request, polled until it arrives.
     let mut shutdown = pin!(shared.stop.listen());
     session.handle_input(&[], clock.now()).await;
@@ -100,19 +99,15 @@ pub(crate) async fn serve<H: Handler>(
             continue;
         }
         let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
-        let deadline = match (session_deadline, grace_until) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(timer_at),
-        };
-        if deadline < timer_at {
-            timer_at = deadline;
-            timer.set(sleep_until(timer_at));
-        }
+        alarm.set(match (session_deadline, grace_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        });
         let wake = poll_fn(|cx| {
             if let Poll::Ready(input) = incoming.as_mut().poll_next(cx) {
                 return Poll::Ready(Wake::Input(input));
             }
-            if timer.as_mut().poll(cx).is_ready() {
+            if alarm.poll_fired(cx).is_ready() {
                 return Poll::Ready(Wake::Timer);
             }
             if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
@@ -137,8 +132,6 @@ pub(crate) async fn serve<H: Handler>(
                 return (Outcome::Disconnected, session.into_handler());
             }
             Wake::Timer => {
-                timer_at = far_future();
-                timer.set(sleep_until(timer_at));
                 if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
                     session.handle_shutdown().await;
                     outcome = Outcome::Shutdown;
@@ -198,11 +191,6 @@ fn send_now(stream: &TcpStream, bytes: &[u8]) -> usize {
         )
     };
     usize::try_from(sent).unwrap_or(0)
-}
-
-/// A deadline that never comes (the timer's resting position).
-fn far_future() -> StdInstant {
-    StdInstant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 impl Clock {

@@ -6,13 +6,15 @@
 //! gracefully.
 //!
 //! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
-//!   I/O loop; `stop`: the shutdown request inside a thread.
+//!   I/O loop; `alarm`: connection deadlines (one tick per thread); `stop`: the shutdown
+//!   request inside a thread.
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
 //! - [`handlers`]: `DebuggingServer`, `Sink`, `Maildir`; [`logging`]: per-message logs.
 //! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
 
+mod alarm;
 pub mod cli;
 pub mod connection;
 pub mod handlers;

@@ -27,6 +27,7 @@ use smtpd_core::{replies, Config, Handler, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{watch, Notify};
 
+use crate::alarm::Alarms;
 use crate::connection::{serve, Shared};
 use crate::logging::Logged;
 use crate::stop::Stop;
@@ -210,6 +211,16 @@ impl<F: HandlerFactory> Worker<F> {
             start: std::time::Instant::now(),
         });
         let stop = Rc::new(Stop::default());
+        let alarms = Alarms::new()?;
+        compio::runtime::spawn({
+            let alarms = alarms.clone();
+            async move {
+                if let Err(error) = alarms.run().await {
+                    tracing::error!(%error, "connection deadlines: timer failed");
+                }
+            }
+        })
+        .detach();
         let active = Rc::new(Cell::new(0usize));
         let idle = Rc::new(Notify::new());
         let mut shutdown = self.shutdown.clone();
@@ -223,7 +234,10 @@ impl<F: HandlerFactory> Worker<F> {
             .await;
             match accepted {
                 None => break,
-                Some(Ok((stream, peer))) => self.spawn(stream, peer, &clock, &stop, &active, &idle),
+                Some(Ok((stream, peer))) => {
+                    let context = (&clock, &stop, &alarms);
+                    self.spawn(stream, peer, context, &active, &idle)
+                }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "accept failed");
                     compio::time::sleep(Duration::from_millis(10)).await;
@@ -242,8 +256,7 @@ impl<F: HandlerFactory> Worker<F> {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        clock: &Rc<Clock>,
-        stop: &Rc<Stop>,
+        (clock, stop, alarms): (&Rc<Clock>, &Rc<Stop>, &Rc<Alarms>),
         active: &Rc<Cell<usize>>,
         idle: &Rc<Notify>,
     ) {
@@ -270,6 +283,7 @@ impl<F: HandlerFactory> Worker<F> {
             config,
             clock: clock.clone(),
             stop: stop.clone(),
+            alarms: alarms.clone(),
             grace: self.grace,
         };
         compio::runtime::spawn(async move {
