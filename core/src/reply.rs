@@ -81,20 +81,16 @@ impl<'b, const N: usize> ReplyWriter<'b, N> {
     /// When the buffer cannot take every line, the last line that fits becomes the final line,
     /// so the output stays a complete reply.
     pub fn reply(&mut self, reply: &Reply<'_>) {
-        let mut pending: Option<LineBuf> = None;
+        let mut last_start = None;
         for text in reply.text.split('\n') {
-            let line = self.build(reply.code, reply.enhanced, &[text]);
-            if let Some(previous) = pending.take() {
-                if self.free() < previous.len + line.len {
-                    self.push_final(previous);
-                    return;
-                }
-                let _ = self.out.extend_from_slice(previous.as_bytes());
+            let start = self.out.len();
+            if !self.try_line(reply.code, reply.enhanced, |line| line.push_text(text)) {
+                break;
             }
-            pending = Some(line);
+            last_start = Some(start);
         }
-        if let Some(last) = pending {
-            self.push_final(last);
+        if let Some(start) = last_start {
+            self.out[start + 3] = b' ';
         }
     }
 
@@ -102,92 +98,128 @@ impl<'b, const N: usize> ReplyWriter<'b, N> {
     ///
     /// The line is written whole or not at all; it is truncated to [`MAX_REPLY_LINE`].
     pub fn line(&mut self, code: u16, enhanced: Option<EnhancedCode>, last: bool, parts: &[&str]) {
-        let line = self.build(code, enhanced, parts);
-        if last {
-            self.push_final(line);
-        } else {
-            let _ = self.out.extend_from_slice(line.as_bytes());
+        let start = self.out.len();
+        let written = self.try_line(code, enhanced, |line| {
+            for part in parts {
+                line.push_text(part);
+            }
+        });
+        if written && last {
+            self.out[start + 3] = b' ';
         }
     }
 
-    fn build(&self, code: u16, enhanced: Option<EnhancedCode>, parts: &[&str]) -> LineBuf {
+    /// Writes a single-line reply whose text is built from `args`.
+    pub fn format(&mut self, code: u16, enhanced: Option<EnhancedCode>, args: fmt::Arguments) {
+        let start = self.out.len();
+        let written = self.try_line(code, enhanced, |line| {
+            let _ = fmt::write(line, args);
+        });
+        if written {
+            self.out[start + 3] = b' ';
+        }
+    }
+
+    /// Appends `code-[enhanced ]text CRLF` and returns true, or leaves the buffer as it was
+    /// and returns false when the line does not fit.
+    fn try_line(
+        &mut self,
+        code: u16,
+        enhanced: Option<EnhancedCode>,
+        text: impl FnOnce(&mut Line<'_, N>),
+    ) -> bool {
         // A code outside 2xx-5xx would not be a reply; report a local error instead.
         let (code, enhanced) = match code {
             200..=599 => (code, enhanced),
             _ => (451, Some(EnhancedCode(4, 3, 0))),
         };
-        let mut line = LineBuf::new();
-        let _ = fmt::write(&mut line, format_args!("{code:03}-"));
+        let start = self.out.len();
+        let mut line = Line {
+            end: (start + MAX_REPLY_LINE - 2).min(N.saturating_sub(2)),
+            limit: start + MAX_REPLY_LINE - 2,
+            out: self.out,
+            overflow: false,
+        };
+        line.push_number(code);
+        line.push_bytes(b"-");
         if let (true, Some(EnhancedCode(class, subject, detail))) = (self.enhanced, enhanced) {
-            let _ = fmt::write(&mut line, format_args!("{class}.{subject}.{detail} "));
+            line.push_number(class.into());
+            line.push_bytes(b".");
+            line.push_number(subject);
+            line.push_bytes(b".");
+            line.push_number(detail);
+            line.push_bytes(b" ");
         }
-        for part in parts {
-            line.push_text(part);
+        text(&mut line);
+        if line.overflow {
+            self.out.truncate(start);
+            return false;
         }
-        line.finish();
-        line
-    }
-
-    fn push_final(&mut self, mut line: LineBuf) {
-        line.buf[3] = b' ';
-        // A line that does not fit is dropped whole; the channel reserves room beforehand.
-        let _ = self.out.extend_from_slice(line.as_bytes());
-    }
-
-    fn free(&self) -> usize {
-        N - self.out.len()
-    }
-
-    /// Writes a single-line reply whose text is built from `args`.
-    pub fn format(&mut self, code: u16, enhanced: Option<EnhancedCode>, args: fmt::Arguments) {
-        let mut text = LineBuf::new();
-        let _ = fmt::write(&mut text, args);
-        let text = core::str::from_utf8(text.as_bytes()).unwrap_or("");
-        self.line(code, enhanced, true, &[text]);
+        // `end` kept two octets free for CRLF.
+        let _ = self.out.extend_from_slice(b"\r\n");
+        true
     }
 }
 
-/// One reply line under construction: at most [`MAX_REPLY_LINE`] octets, CRLF included.
-struct LineBuf {
-    buf: [u8; MAX_REPLY_LINE],
-    len: usize,
+/// One reply line being appended to the output: text beyond `limit` (the line length) is
+/// cut off; text beyond `end` that is not cut off (the buffer is full) fails the line.
+struct Line<'o, const N: usize> {
+    out: &'o mut heapless::Vec<u8, N>,
+    /// Where the line's text must end: the line limit, or earlier when the buffer ends.
+    end: usize,
+    /// Where the line's text is cut (CRLF excluded).
+    limit: usize,
+    overflow: bool,
 }
 
-impl LineBuf {
-    fn new() -> Self {
-        LineBuf {
-            buf: [0; MAX_REPLY_LINE],
-            len: 0,
+impl<const N: usize> Line<'_, N> {
+    /// Appends bytes (printable ASCII, or one encoded character), cut at the line limit.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(self.limit.saturating_sub(self.out.len()));
+        if self.out.len() + take > self.end {
+            self.overflow = true;
+            return;
         }
+        let _ = self.out.extend_from_slice(&bytes[..take]);
     }
 
-    /// Appends text, replacing control characters (CR, LF, NUL, ...) by `?` and truncating at
-    /// a character boundary so that CRLF still fits.
+    fn push_number(&mut self, n: u16) {
+        let mut digits = [0u8; 5];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push_bytes(&digits[at..]);
+    }
+
+    /// Appends text, replacing control characters (CR, LF, NUL, ...) by `?` and cutting at
+    /// a character boundary at the line limit.
     fn push_text(&mut self, text: &str) {
+        if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return self.push_bytes(text.as_bytes());
+        }
         for ch in text.chars() {
             let ch = if ch.is_control() { '?' } else { ch };
             let mut utf8 = [0; 4];
             let encoded = ch.encode_utf8(&mut utf8).as_bytes();
-            if self.len + encoded.len() > MAX_REPLY_LINE - 2 {
+            if self.out.len() + encoded.len() > self.limit {
                 return;
             }
-            self.buf[self.len..self.len + encoded.len()].copy_from_slice(encoded);
-            self.len += encoded.len();
+            self.push_bytes(encoded);
+            if self.overflow {
+                return;
+            }
         }
-    }
-
-    fn finish(&mut self) {
-        self.buf[self.len] = b'\r';
-        self.buf[self.len + 1] = b'\n';
-        self.len += 2;
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
     }
 }
 
-impl fmt::Write for LineBuf {
+impl<const N: usize> fmt::Write for Line<'_, N> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.push_text(s);
         Ok(())
@@ -241,5 +273,32 @@ mod tests {
         let mut out: heapless::Vec<u8, 24> = heapless::Vec::new();
         ReplyWriter::new(&mut out, false).reply(&Reply::plain(250, "0123456789\nabcdefghijk"));
         assert_eq!(&out[..], b"250 0123456789\r\n");
+    }
+
+    #[test]
+    fn ascii_text_is_cut_to_exactly_512_octets() {
+        let text = "x".repeat(600);
+        let out = encode(Reply::new(250, (2, 0, 0), &text), true);
+        assert_eq!(out.len(), MAX_REPLY_LINE);
+        assert!(out.starts_with(b"250 2.0.0 xxx"));
+        assert!(out.ends_with(b"x\r\n"));
+    }
+
+    #[test]
+    fn multi_digit_enhanced_codes_and_codes_outside_2xx_5xx() {
+        let r = Reply::new(550, (5, 7, 26), "no");
+        assert_eq!(&encode(r, true)[..], b"550 5.7.26 no\r\n");
+        let bogus = Reply::new(199, (2, 0, 0), "odd");
+        assert_eq!(&encode(bogus, true)[..], b"451 4.3.0 odd\r\n");
+        assert_eq!(&encode(Reply::plain(1000, "odd"), false)[..], b"451 odd\r\n");
+    }
+
+    #[test]
+    fn a_line_that_does_not_fit_leaves_the_buffer_as_it_was() {
+        let mut out: heapless::Vec<u8, 16> = heapless::Vec::new();
+        let mut writer = ReplyWriter::new(&mut out, true);
+        writer.format(250, None, format_args!("{}", 7));
+        writer.format(250, Some(EnhancedCode(2, 1, 0)), format_args!("{}", "too long"));
+        assert_eq!(&out[..], b"250 7\r\n");
     }
 }

@@ -180,7 +180,15 @@ impl<F: HandlerFactory> Server<F> {
                 };
                 std::thread::Builder::new()
                     .name(format!("smtpd-{index}"))
-                    .spawn(move || runtime()?.block_on(worker.run(listener)))
+                    .spawn(move || {
+                        // The runtime polls the future it blocks on at every wake-up; a
+                        // task is polled only when woken.
+                        let runtime = runtime()?;
+                        let worker = runtime.spawn(worker.run(listener));
+                        runtime
+                            .block_on(worker)
+                            .unwrap_or_else(|_| Err(io::Error::other("worker task failed")))
+                    })
             })
             .collect::<io::Result<_>>()?;
         let mut result = Ok(());
