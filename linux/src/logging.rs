@@ -1,8 +1,13 @@
-//! Logs: one line per session (in the server) and one per message (this wrapper).
+//! Logs: one line per session (in the server) and one per message (this wrapper), written
+//! by [`TextLayer`] (or `tracing-subscriber`'s JSON format) through [`BatchedStderr`].
 #![allow(async_fn_in_trait)]
 
+use std::cell::RefCell;
+use std::fmt::{Debug, Write as _};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
 
 use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
@@ -169,16 +174,22 @@ impl BatchedStderr {
             buffer.clear();
         }
     }
+
+    /// Appends log bytes; writes them out at once past the limit.
+    pub fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.extend_from_slice(bytes);
+        if buffer.len() >= Self::LIMIT {
+            std::io::Write::write_all(&mut std::io::stderr().lock(), &buffer)?;
+            buffer.clear();
+        }
+        Ok(())
+    }
 }
 
 impl std::io::Write for BatchedStderr {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(bytes);
-        if buffer.len() >= Self::LIMIT {
-            std::io::stderr().lock().write_all(&buffer)?;
-            buffer.clear();
-        }
+        self.append(bytes)?;
         Ok(bytes.len())
     }
 
@@ -193,5 +204,131 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStderr {
 
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
+    }
+}
+
+/// Text log lines in `tracing-subscriber`'s default layout, without colours:
+/// `2026-11-28T20:19:04.104659Z  INFO smtpd_linux::logging: message peer=… size=1024 …`.
+/// Each line is formatted into a reused thread-local buffer and appended to the batched
+/// writer whole, so lines from several threads never interleave.
+pub struct TextLayer {
+    out: BatchedStderr,
+}
+
+impl TextLayer {
+    pub fn new(out: BatchedStderr) -> Self {
+        TextLayer { out }
+    }
+}
+
+thread_local! {
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TextLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            write_timestamp(&mut line, SystemTime::now());
+            let meta = event.metadata();
+            let _ = write!(line, " {:>5} {}:", meta.level(), meta.target());
+            event.record(&mut Fields(&mut line));
+            line.push('\n');
+            let _ = self.out.append(line.as_bytes());
+        });
+    }
+}
+
+/// Writes an event's fields as ` message key=value …` (strings quoted, as `Debug` does).
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push(' ');
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC 3339, UTC).
+fn write_timestamp(line: &mut String, now: SystemTime) {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let time = secs % 86_400;
+    let _ = write!(
+        line,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        time / 3600,
+        time / 60 % 60,
+        time % 60,
+        since.subsec_micros()
+    );
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, "2000-02-29T00:00:00.000000Z"),
+            (1_795_892_405, "2026-11-28T19:00:05.000000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000000Z"),
+        ];
+        for (secs, expected) in cases {
+            let mut line = String::new();
+            write_timestamp(&mut line, UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(line, expected);
+        }
+        let mut line = String::new();
+        write_timestamp(&mut line, UNIX_EPOCH + Duration::from_micros(1_500_042));
+        assert_eq!(line, "1970-01-01T00:00:01.500042Z");
     }
 }

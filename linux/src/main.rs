@@ -1,6 +1,5 @@
 //! `smtpd`: the server binary. See `smtpd --help`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,8 +9,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smtpd_linux::cli::{Args, Class, LogFormat};
 use smtpd_linux::handlers::{DebuggingServer, Maildir, Sink};
-use smtpd_linux::logging::BatchedStderr;
+use smtpd_linux::logging::{BatchedStderr, TextLayer};
 use smtpd_linux::{Buffered, HandlerFactory, Server};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -69,13 +70,16 @@ fn init_logging(args: &Args) -> BatchedStderr {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let log = BatchedStderr::start();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(log.clone());
+    let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(TextLayer::new(log.clone())).init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(log.clone()),
+            )
+            .init(),
     }
     log
 }

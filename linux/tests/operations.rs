@@ -338,3 +338,53 @@ fn version_flag() {
         );
     }
 }
+
+#[test]
+fn one_log_line_per_message_and_per_session() {
+    let server = Server::maildir(&[]);
+    let mut client = server.client();
+    client.expect("EHLO client.example", "250");
+    client.envelope(
+        "alice@example.org",
+        &["bob@example.net", "carol@example.net"],
+    );
+    assert!(client
+        .data(b"Subject: logged\r\n\r\nhello\r\n")
+        .starts_with("250"));
+    client.envelope("alice@example.org", &["bob@example.net"]);
+    client.send(b"DATA\r\n");
+    assert!(client.reply().starts_with("354"));
+    client.send(b"partial body\r\n");
+    client.shutdown();
+    let complete = |text: &str| text.contains(" session ");
+    assert!(
+        server.stderr.wait_for(Duration::from_secs(5), complete),
+        "no session line: {}",
+        server.stderr.text()
+    );
+    let log = server.stderr.text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" message ")).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for field in [
+        "peer=127.0.0.1:",
+        "from=\"alice@example.org\"",
+        "to=bob@example.net,carol@example.net",
+        "size=26",
+        "outcome=250",
+        "ms=",
+    ] {
+        assert!(lines[0].contains(field), "{field} missing: {}", lines[0]);
+    }
+    assert!(
+        lines[1].contains("outcome=aborted: Disconnected"),
+        "{}",
+        lines[1]
+    );
+    let session = log.lines().find(|l| l.contains(" session ")).unwrap();
+    assert!(session.contains("messages=1"), "{session}");
+    assert!(session.contains("outcome=Disconnected"), "{session}");
+    // Text lines start with an RFC 3339 UTC timestamp and the level.
+    let (stamp, rest) = session.split_once(' ').unwrap();
+    assert!(stamp.len() == 27 && stamp.ends_with('Z'), "{stamp}");
+    assert!(rest.trim_start().starts_with("INFO"), "{rest}");
+}
