@@ -26,7 +26,7 @@ SCENARIOS="$ALL_SCENARIOS"
 QUICK=0
 ROUNDS=""
 RUN_TIMEOUT=90
-PIN=none
+PIN=same
 INSTALL=1
 BUILD=1
 OUT=""
@@ -57,9 +57,11 @@ usage: benches/load.sh [options]
   --rounds N           repeat each scenario N times (servers interleaved); medians reported
                        (default 3, with --quick 1: single runs on this VM vary 10-40 %)
   --timeout S          time bound of each load run (default 90)
-  --pin none|same|split
-                       CPU placement (default none: the scheduler decides; same: server and
-                       generator on CPU 0; split: server on CPU 0, generator on CPU 1)
+  --pin same|none|split
+                       CPU placement (default same: server and generator on CPU 0, as
+                       ../shared/bench/run-anchors.sh measures the anchors: the repeatable
+                       setting on a 2-vCPU VM, where cross-CPU wake-ups are slow and erratic;
+                       none: the scheduler decides; split: server on CPU 0, generator on CPU 1)
   --ours-args "ARGS"   extra arguments for our smtpd (e.g. "--threads 1")
   --gen-threads N      generator runtime threads (default 1)
   --quiet-wait S       before each run wait up to S seconds (default 20; 180 in total) until

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::net::Ipv6Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -95,6 +96,27 @@ fn smtplib_sendmail_reply_codes_and_exact_bytes() {
     assert_eq!(message.mail_from, "alice@example.org");
     assert_eq!(message.rcpt_to, ["bob@example.org"]);
     assert_bytes_eq(&message.content, content, "smtplib data()");
+}
+
+#[test]
+fn smtplib_over_ipv6_loopback() {
+    let server = Server::maildir_on(Ipv6Addr::LOCALHOST.into(), &[]);
+    assert!(server.addr.is_ipv6());
+    let out = python(
+        "import smtplib, sys\n\
+         s = smtplib.SMTP('::1', int(sys.argv[1]), local_hostname='client.example', timeout=60)\n\
+         print(s.sendmail('alice@example.org', ['bob@example.org'], b'Subject: v6\\r\\n\\r\\nover IPv6\\r\\n'))\n\
+         print(s.quit())\n",
+        &[&server.port().to_string()],
+    );
+    assert_eq!(out, "{}\n(221, b'2.0.0 Bye')\n");
+    let message = only_message(&server);
+    assert_eq!(message.rcpt_to, ["bob@example.org"]);
+    assert_bytes_eq(
+        &message.content,
+        b"Subject: v6\r\n\r\nover IPv6\r\n",
+        "IPv6",
+    );
 }
 
 #[test]

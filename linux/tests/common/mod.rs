@@ -3,7 +3,7 @@
 #![allow(dead_code)] // Each test crate uses its own subset.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -93,10 +93,15 @@ pub fn free_port() -> u16 {
 impl Server {
     /// `smtpd --maildir <temp dir> [args] 127.0.0.1:<free port>`.
     pub fn maildir(args: &[&str]) -> Server {
+        Server::maildir_on(Ipv4Addr::LOCALHOST.into(), args)
+    }
+
+    /// `smtpd --maildir <temp dir> [args] <ip>:<free port>` (`[::1]:<port>` for IPv6).
+    pub fn maildir_on(ip: IpAddr, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp maildir");
         let mut full = vec!["--maildir".to_string(), dir.path().display().to_string()];
         full.extend(args.iter().map(|a| a.to_string()));
-        let mut server = Server::start_with(&full);
+        let mut server = Server::start_with(ip, &full);
         server.maildir = Some(dir);
         server
     }
@@ -104,15 +109,15 @@ impl Server {
     /// `smtpd [args] 127.0.0.1:<free port>` (DebuggingServer unless args choose otherwise).
     pub fn start(args: &[&str]) -> Server {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        Server::start_with(&args)
+        Server::start_with(Ipv4Addr::LOCALHOST.into(), &args)
     }
 
     /// Starts the binary on a free port and waits until it listens. The port is found by
     /// binding port 0; if another process takes it in between, starts again on a new one.
-    fn start_with(args: &[String]) -> Server {
+    fn start_with(ip: IpAddr, args: &[String]) -> Server {
         let mut last_error = String::new();
         for _ in 0..5 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let addr = SocketAddr::new(ip, free_port());
             let mut child = Command::new(BIN)
                 .args(args)
                 .arg(addr.to_string())
