@@ -1,12 +1,17 @@
 //! One connection: moves bytes between an io_uring socket and a core [`Session`].
 //!
-//! No SMTP rule lives here. The loop writes whatever output the session has (one write per
-//! pipelined group; a `send` first, the ring for what the socket does not take), receives
-//! through one multishot receive, and keeps one alarm: the session's own deadline, or the
-//! end of the shutdown grace period.
+//! No SMTP rule lives here. The loop writes whatever output the session has (one `send`
+//! per pipelined group; the ring takes what the socket does not), receives into the
+//! connection's own buffer after the bytes the core left, and keeps one alarm: the
+//! session's own deadline, the end of the shutdown grace period, or, while the peer leaves
+//! its replies unread, the end of its patience.
+//!
+//! Receives are single-shot into a per-connection buffer rather than multishot into a
+//! buffer pool shared by the thread: while a connection waits on its handler or on a peer
+//! that does not read, nothing more is received for it, so TCP flow control holds that
+//! peer back and no connection can take receive buffers from the others.
 
 use std::future::{poll_fn, Future};
-use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
@@ -14,13 +19,11 @@ use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
 
 use compio::buf::BufResult;
-use compio::driver::BufferRef;
-use compio::io::{AsyncReadMulti, AsyncWriteExt};
+use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
-use futures_core::Stream;
 use smtpd_core::{Config, Handler, Instant, Session};
 
-use crate::alarm::Alarms;
+use crate::alarm::{Alarm, Alarms};
 use crate::server::Clock;
 use crate::stop::Stop;
 
@@ -44,9 +47,12 @@ pub(crate) struct Shared {
     pub grace: Duration,
 }
 
+/// Receive buffer per connection; only the pages a connection touches cost memory.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// What ended a wait for input.
 enum Wake {
-    Input(Option<io::Result<BufferRef>>),
+    Read(BufResult<usize, Vec<u8>>),
     Timer,
     Shutdown,
 }
@@ -60,22 +66,19 @@ pub(crate) async fn serve<H: Handler>(
 ) -> (Outcome, H) {
     let clock = shared.clock.clone();
     let mut session: Session<'static, H> = Session::new(shared.config, Some(peer), handler);
-    // Bytes the session left unconsumed because its output had to be flushed first.
-    let mut pending: Vec<u8> = Vec::new();
+    let mut input: Vec<u8> = Vec::with_capacity(READ_BUFFER);
     let mut output: Vec<u8> = Vec::with_capacity(1024);
     let mut grace_until: Option<StdInstant> = None;
     let mut outcome = Outcome::Closed;
-    // One multishot receive for the whole connection, into the thread's buffer pool: an
-    // idle connection holds no read buffer, and a busy one needs no new submission.
-    let mut reader = &stream;
-    let mut incoming = pin!(reader.read_multi(0));
-    // The connection's deadline: the session's own, or the end of the shutdown grace period.
     let alarm = shared.alarms.register();
     // The shutdown request, polled until it arrives.
     let mut shutdown = pin!(shared.stop.listen());
+    // A peer may leave replies unread as long as it may stay silent (RFC 5321 gives no
+    // write timeout; Postfix uses its command timeout too), and not past the grace period.
+    let patience = shared.config.timeouts.command;
     session.handle_input(&[], clock.now()).await;
     loop {
-        match write_output(&stream, &mut session, output).await {
+        match write_output(&stream, &mut session, output, &alarm, patience, grace_until).await {
             Ok(buffer) => output = buffer,
             Err(()) => {
                 session.handle_disconnect().await;
@@ -85,10 +88,10 @@ pub(crate) async fn serve<H: Handler>(
         if session.is_closed() {
             break;
         }
-        if !pending.is_empty() {
+        if !input.is_empty() {
             // The core consumes more once its output is flushed (channel::receive).
-            let used = session.handle_input(&pending, clock.now()).await;
-            pending.drain(..used);
+            let used = session.handle_input(&input, clock.now()).await;
+            input.drain(..used);
             if used > 0 || !session.output().is_empty() {
                 continue;
             }
@@ -98,71 +101,83 @@ pub(crate) async fn serve<H: Handler>(
             outcome = Outcome::Shutdown;
             continue;
         }
-        let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
-        alarm.set(match (session_deadline, grace_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        });
-        let wake = poll_fn(|cx| {
-            if let Poll::Ready(input) = incoming.as_mut().poll_next(cx) {
-                return Poll::Ready(Wake::Input(input));
-            }
-            if alarm.poll_fired(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
-            }
-            if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Shutdown);
-            }
-            Poll::Pending
-        })
-        .await;
-        match wake {
-            Wake::Input(Some(Ok(input))) => {
-                if pending.is_empty() {
-                    let used = session.handle_input(&input, clock.now()).await;
-                    pending.extend_from_slice(&input[used..]);
-                } else {
-                    pending.extend_from_slice(&input);
+        let mut reader = &stream;
+        let mut read = pin!(reader.append(input));
+        let BufResult(result, buffer) = loop {
+            let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
+            alarm.set(match (session_deadline, grace_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(read) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Read(read));
+                }
+                if alarm.poll_fired(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+                if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Shutdown);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Read(read) => break read,
+                Wake::Timer => {
+                    if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
+                        session.handle_shutdown().await;
+                        outcome = Outcome::Shutdown;
+                    } else {
+                        session.handle_timeout(clock.now()).await;
+                    }
+                }
+                Wake::Shutdown => {
+                    grace_until = Some(StdInstant::now() + shared.grace);
+                    if session.is_idle() {
+                        session.handle_shutdown().await;
+                        outcome = Outcome::Shutdown;
+                    }
                 }
             }
-            // The buffer pool ran dry (ENOBUFS) for a moment; the receive is submitted again.
-            Wake::Input(Some(Err(error))) if error.kind() == io::ErrorKind::ResourceBusy => {}
-            Wake::Input(_) => {
+            if session.is_closed() {
+                // Nothing more is wanted: the reply goes out, then dropping the read
+                // cancels it and dropping the stream closes the connection.
+                let _ = write_output(&stream, &mut session, output, &alarm, patience, grace_until)
+                    .await;
+                return (outcome, session.into_handler());
+            }
+        };
+        input = buffer;
+        match result {
+            Ok(0) | Err(_) => {
                 session.handle_disconnect().await;
                 return (Outcome::Disconnected, session.into_handler());
             }
-            Wake::Timer => {
-                if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
-                    session.handle_shutdown().await;
-                    outcome = Outcome::Shutdown;
-                } else {
-                    session.handle_timeout(clock.now()).await;
-                }
-            }
-            Wake::Shutdown => {
-                grace_until = Some(StdInstant::now() + shared.grace);
-                if session.is_idle() {
-                    session.handle_shutdown().await;
-                    outcome = Outcome::Shutdown;
-                }
+            Ok(_) => {
+                let used = session.handle_input(&input, clock.now()).await;
+                input.drain(..used);
             }
         }
     }
-    // Dropping the receive cancels it; dropping the stream then closes the connection.
     (outcome, session.into_handler())
 }
 
-/// Writes all pending session output in one submission; returns the buffer for reuse.
+/// Writes all pending session output; returns the buffer for reuse. Replies are small and
+/// the socket almost always has room, so one `send` goes first; what it cannot take goes
+/// through the ring. Fails on a write error, or when the peer leaves the replies unread
+/// for `patience` (or past the end of the grace period).
 async fn write_output<H: Handler>(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     session: &mut Session<'static, H>,
     mut buffer: Vec<u8>,
+    alarm: &Alarm,
+    patience: Duration,
+    grace_until: Option<StdInstant>,
 ) -> Result<Vec<u8>, ()> {
     if session.output().is_empty() {
         return Ok(buffer);
     }
-    // Replies are small and the socket buffer almost always has room: one `send` now is
-    // cheaper than a ring round trip. What it cannot take goes through the ring.
     let sent = send_now(stream, session.output());
     session.consume_output(sent);
     if session.output().is_empty() {
@@ -171,8 +186,19 @@ async fn write_output<H: Handler>(
     buffer.clear();
     buffer.extend_from_slice(session.output());
     let written = buffer.len();
-    let BufResult(result, buffer) = stream.write_all(buffer).await;
-    result.map_err(|_| ())?;
+    let now = StdInstant::now();
+    let give_up = grace_until.map_or(now + patience, |grace| grace.max(now).min(now + patience));
+    alarm.set(Some(give_up));
+    let mut writer = stream;
+    let mut write = pin!(writer.write_all(buffer));
+    let done = poll_fn(|cx| {
+        if let Poll::Ready(BufResult(result, buffer)) = write.as_mut().poll(cx) {
+            return Poll::Ready(result.ok().map(|()| buffer));
+        }
+        alarm.poll_fired(cx).map(|()| None)
+    })
+    .await;
+    let buffer = done.ok_or(())?;
     session.consume_output(written);
     Ok(buffer)
 }

@@ -9,7 +9,6 @@ use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::num::NonZeroU16;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -318,19 +317,12 @@ async fn refuse(mut stream: TcpStream, config: &'static Config<'static>) {
     let _ = stream.close().await;
 }
 
-/// Receive buffers shared by a thread's connections (a connection holds one only while the
-/// core reads it).
-const RECEIVE_BUFFERS: NonZeroU16 = NonZeroU16::new(256).unwrap();
-const RECEIVE_BUFFER_LEN: usize = 16 * 1024;
-
 /// One thread's runtime. The ring has a single issuer that runs its own completion work
 /// when it waits (`DEFER_TASKRUN`): a wake-up is one `io_uring_enter`, no interrupt.
 fn runtime() -> io::Result<compio::runtime::Runtime> {
     let mut proactor = ProactorBuilder::new();
     proactor
         .capacity(1024)
-        .buffer_pool_size(RECEIVE_BUFFERS)
-        .buffer_pool_buffer_len(RECEIVE_BUFFER_LEN)
         .single_issuer(true)
         .defer_taskrun(true)
         .coop_taskrun(true)

@@ -388,3 +388,46 @@ fn one_log_line_per_message_and_per_session() {
     assert!(stamp.len() == 27 && stamp.ends_with('Z'), "{stamp}");
     assert!(rest.trim_start().starts_with("INFO"), "{rest}");
 }
+
+/// A client that floods pipelined commands and never reads its replies must not stall the
+/// other sessions of its thread, and is dropped once it has left its replies unread for the
+/// command timeout.
+#[test]
+fn a_peer_that_never_reads_cannot_starve_others() {
+    let server = Server::maildir(&["--threads", "1", "--command-timeout", "2"]);
+    let mut flooder = TcpStream::connect(server.addr).unwrap();
+    flooder
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let burst = b"NOOP\r\n".repeat(100_000);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    // Send until the server stops taking input (its replies fill both socket buffers).
+    while started.elapsed() < Duration::from_secs(5) {
+        match std::io::Write::write(&mut flooder, &burst) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("flooder: {e}"),
+        }
+    }
+    assert!(sent > 1_000_000, "only {sent} bytes taken");
+    // Meanwhile an ordinary session on the same thread is served at once.
+    let quick = Instant::now();
+    let mut client = server.client();
+    client.expect("EHLO client.example", "250");
+    client.envelope("alice@example.org", &["bob@example.net"]);
+    assert!(client
+        .data(b"Subject: meanwhile\r\n\r\nstill served\r\n")
+        .starts_with("250"));
+    client.expect("QUIT", "221");
+    assert!(
+        quick.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        quick.elapsed()
+    );
+    assert_eq!(server.wait_delivered(1, Duration::from_secs(2)).len(), 1);
+    // The flooder is disconnected after leaving its replies unread for the timeout.
+    let fds = server.open_fds();
+    let dropped = eventually(Duration::from_secs(6), || server.open_fds() < fds);
+    assert!(dropped, "the flooding connection is still open");
+}
