@@ -290,7 +290,10 @@ mod tests {
         assert_eq!(&encode(r, true)[..], b"550 5.7.26 no\r\n");
         let bogus = Reply::new(199, (2, 0, 0), "odd");
         assert_eq!(&encode(bogus, true)[..], b"451 4.3.0 odd\r\n");
-        assert_eq!(&encode(Reply::plain(1000, "odd"), false)[..], b"451 odd\r\n");
+        assert_eq!(
+            &encode(Reply::plain(1000, "odd"), false)[..],
+            b"451 odd\r\n"
+        );
     }
 
     #[test]
@@ -298,7 +301,11 @@ mod tests {
         let mut out: heapless::Vec<u8, 16> = heapless::Vec::new();
         let mut writer = ReplyWriter::new(&mut out, true);
         writer.format(250, None, format_args!("{}", 7));
-        writer.format(250, Some(EnhancedCode(2, 1, 0)), format_args!("{}", "too long"));
+        writer.format(
+            250,
+            Some(EnhancedCode(2, 1, 0)),
+            format_args!("{}", "too long"),
+        );
         assert_eq!(&out[..], b"250 7\r\n");
     }
 }
