@@ -38,7 +38,8 @@ pub enum Outcome {
     Shutdown,
 }
 
-/// What a connection needs from its server.
+/// What a connection needs from its server (one value per thread, cloned per connection).
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub config: &'static Config<'static>,
     pub clock: Rc<Clock>,

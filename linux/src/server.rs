@@ -214,13 +214,18 @@ struct Worker<F> {
 impl<F: HandlerFactory> Worker<F> {
     async fn run(self, listener: std::net::TcpListener) -> io::Result<()> {
         let listener = TcpListener::from_std(listener)?;
-        let clock = Rc::new(Clock {
-            start: std::time::Instant::now(),
-        });
-        let stop = Rc::new(Stop::default());
-        let alarms = Alarms::new()?;
+        // What every connection of this thread shares.
+        let shared = Shared {
+            config: self.config,
+            clock: Rc::new(Clock {
+                start: std::time::Instant::now(),
+            }),
+            stop: Rc::new(Stop::default()),
+            alarms: Alarms::new()?,
+            grace: self.grace,
+        };
         compio::runtime::spawn({
-            let alarms = alarms.clone();
+            let alarms = shared.alarms.clone();
             async move {
                 if let Err(error) = alarms.run().await {
                     tracing::error!(%error, "connection deadlines: timer failed");
@@ -241,10 +246,7 @@ impl<F: HandlerFactory> Worker<F> {
             .await;
             match accepted {
                 None => break,
-                Some(Ok((stream, peer))) => {
-                    let context = (&clock, &stop, &alarms);
-                    self.spawn(stream, peer, context, &active, &idle)
-                }
+                Some(Ok((stream, peer))) => self.spawn(stream, peer, &shared, &active, &idle),
                 Some(Err(error)) => {
                     tracing::warn!(%error, "accept failed");
                     compio::time::sleep(Duration::from_millis(10)).await;
@@ -252,7 +254,7 @@ impl<F: HandlerFactory> Worker<F> {
             }
         }
         drop(listener);
-        stop.request();
+        shared.stop.request();
         while active.get() > 0 {
             idle.notified().await;
         }
@@ -263,7 +265,7 @@ impl<F: HandlerFactory> Worker<F> {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        (clock, stop, alarms): (&Rc<Clock>, &Rc<Stop>, &Rc<Alarms>),
+        shared: &Shared,
         active: &Rc<Cell<usize>>,
         idle: &Rc<Notify>,
     ) {
@@ -286,13 +288,7 @@ impl<F: HandlerFactory> Worker<F> {
             return;
         }
         let handler = Logged::new(self.factory.new_handler(peer), peer);
-        let shared = Shared {
-            config,
-            clock: clock.clone(),
-            stop: stop.clone(),
-            alarms: alarms.clone(),
-            grace: self.grace,
-        };
+        let shared = shared.clone();
         compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
             let (outcome, handler) = serve(stream, peer, handler, shared).await;
