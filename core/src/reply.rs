@@ -98,24 +98,30 @@ impl<'b, const N: usize> ReplyWriter<'b, N> {
     ///
     /// The line is written whole or not at all; it is truncated to [`MAX_REPLY_LINE`].
     pub fn line(&mut self, code: u16, enhanced: Option<EnhancedCode>, last: bool, parts: &[&str]) {
-        let start = self.out.len();
-        let written = self.try_line(code, enhanced, |line| {
+        self.whole_line(code, enhanced, last, |line| {
             for part in parts {
                 line.push_text(part);
             }
         });
-        if written && last {
-            self.out[start + 3] = b' ';
-        }
     }
 
     /// Writes a single-line reply whose text is built from `args`.
     pub fn format(&mut self, code: u16, enhanced: Option<EnhancedCode>, args: fmt::Arguments) {
-        let start = self.out.len();
-        let written = self.try_line(code, enhanced, |line| {
+        self.whole_line(code, enhanced, true, |line| {
             let _ = fmt::write(line, args);
         });
-        if written {
+    }
+
+    /// [`try_line`](Self::try_line), then SP after the code if the line is the last.
+    fn whole_line(
+        &mut self,
+        code: u16,
+        enhanced: Option<EnhancedCode>,
+        last: bool,
+        text: impl FnOnce(&mut Line<'_, N>),
+    ) {
+        let start = self.out.len();
+        if self.try_line(code, enhanced, text) && last {
             self.out[start + 3] = b' ';
         }
     }
