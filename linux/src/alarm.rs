@@ -1,10 +1,14 @@
-//! Connection deadlines, checked by one periodic tick per thread.
+//! What wakes a connection besides its socket: its deadline, and the server's shutdown.
 //!
 //! SMTP deadlines are minutes long and move on every command. A runtime timer per
 //! connection would give the kernel a timeout to arm on every wait; instead each connection
 //! keeps its deadline in a slot here, and one timerfd per thread, read through the ring,
 //! wakes the connections whose deadline has passed. Invariant: an alarm fires no earlier
 //! than its deadline and at most [`TICK`] after it (the tick runs while any deadline is set).
+//!
+//! The shutdown request crosses threads once (into each worker's accept loop), which then
+//! [`stop`](Alarms::stop)s its thread: every connection's slot is woken, and polling for the
+//! request is a flag read.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -28,6 +32,8 @@ pub(crate) struct Alarms {
     set: Cell<usize>,
     ticking: Cell<bool>,
     timer: OwnedFd,
+    /// The server is shutting down (set once).
+    stopping: Cell<bool>,
 }
 
 #[derive(Default)]
@@ -49,6 +55,7 @@ impl Alarms {
             free: RefCell::default(),
             set: Cell::new(0),
             ticking: Cell::new(false),
+            stopping: Cell::new(false),
             // SAFETY: `fd` was just created and is owned by nobody else.
             timer: unsafe { OwnedFd::from_raw_fd(fd) },
         }))
@@ -64,6 +71,16 @@ impl Alarms {
         Alarm {
             alarms: self.clone(),
             slot,
+        }
+    }
+
+    /// Requests the stop: wakes every connection, whose [`Alarm::poll_stop`] is then ready.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        for slot in self.slots.borrow_mut().iter_mut() {
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
         }
     }
 
@@ -152,10 +169,24 @@ impl Alarm {
             slot.fired = false;
             return Poll::Ready(());
         }
-        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            slot.waker = Some(cx.waker().clone());
-        }
+        register(slot, cx);
         Poll::Pending
+    }
+
+    /// Ready once the server is stopping (and from then on).
+    pub fn poll_stop(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.alarms.stopping.get() {
+            return Poll::Ready(());
+        }
+        register(&mut self.alarms.slots.borrow_mut()[self.slot], cx);
+        Poll::Pending
+    }
+}
+
+/// Keeps the task's waker in its slot (a comparison when it is already there).
+fn register(slot: &mut Slot, cx: &Context<'_>) {
+    if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        slot.waker = Some(cx.waker().clone());
     }
 }
 
@@ -203,6 +234,33 @@ mod tests {
             "a cleared deadline never fires"
         );
         assert!(!alarms.ticking.get());
+    }
+
+    #[test]
+    fn stop_wakes_every_connection_and_stays_requested() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let alarms = Alarms::new().unwrap();
+        let count = Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let first = alarms.register();
+        let second = alarms.register();
+        assert!(first.poll_stop(&mut cx).is_pending());
+        assert!(first.poll_stop(&mut cx).is_pending());
+        assert!(second.poll_stop(&mut cx).is_pending());
+        alarms.stop();
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(first.poll_stop(&mut cx).is_ready());
+        assert!(second.poll_stop(&mut cx).is_ready());
+        assert!(
+            alarms.register().poll_stop(&mut cx).is_ready(),
+            "a later connection too"
+        );
     }
 
     #[test]

@@ -25,7 +25,6 @@ use smtpd_core::{Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
 use crate::server::Clock;
-use crate::stop::Stop;
 
 /// How a session ended, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +42,6 @@ pub enum Outcome {
 pub(crate) struct Shared {
     pub config: &'static Config<'static>,
     pub clock: Rc<Clock>,
-    pub stop: Rc<Stop>,
     pub alarms: Rc<Alarms>,
     pub grace: Duration,
 }
@@ -72,8 +70,6 @@ pub(crate) async fn serve<H: Handler>(
     let mut grace_until: Option<StdInstant> = None;
     let mut outcome = Outcome::Closed;
     let alarm = shared.alarms.register();
-    // The shutdown request, polled until it arrives.
-    let mut shutdown = pin!(shared.stop.listen());
     // A peer may leave replies unread as long as it may stay silent (RFC 5321 gives no
     // write timeout; Postfix uses its command timeout too), and not past the grace period.
     let patience = shared.config.timeouts.command;
@@ -117,7 +113,7 @@ pub(crate) async fn serve<H: Handler>(
                 if alarm.poll_fired(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
                 }
-                if grace_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
+                if grace_until.is_none() && alarm.poll_stop(cx).is_ready() {
                     return Poll::Ready(Wake::Shutdown);
                 }
                 Poll::Pending

@@ -6,8 +6,8 @@
 //! gracefully.
 //!
 //! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
-//!   I/O loop; `alarm`: connection deadlines (one tick per thread); `stop`: the shutdown
-//!   request inside a thread.
+//!   I/O loop; `alarm`: what wakes a connection besides its socket (its deadline, one
+//!   tick per thread; the shutdown request).
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
@@ -21,7 +21,6 @@ pub mod handlers;
 pub mod logging;
 pub mod message;
 pub mod server;
-mod stop;
 
 pub use message::{Buffered, Message, OwnedReply, ProcessMessage};
 pub use server::{HandlerFactory, Options, Server, ShutdownHandle};

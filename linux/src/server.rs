@@ -29,7 +29,6 @@ use tokio::sync::{watch, Notify};
 use crate::alarm::Alarms;
 use crate::connection::{serve, Shared};
 use crate::logging::Logged;
-use crate::stop::Stop;
 
 /// Creates one handler per connection; shared by all threads.
 pub trait HandlerFactory: Send + Sync + 'static {
@@ -220,7 +219,6 @@ impl<F: HandlerFactory> Worker<F> {
             clock: Rc::new(Clock {
                 start: std::time::Instant::now(),
             }),
-            stop: Rc::new(Stop::default()),
             alarms: Alarms::new()?,
             grace: self.grace,
         };
@@ -254,7 +252,7 @@ impl<F: HandlerFactory> Worker<F> {
             }
         }
         drop(listener);
-        shared.stop.request();
+        shared.alarms.stop();
         while active.get() > 0 {
             idle.notified().await;
         }
