@@ -608,7 +608,7 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
         }
     }
 
-    /// The check Python smtpd makes before looking at the arguments.
+    /// The checks made before looking at the arguments (Python smtpd's, and BDAT's).
     fn sequence_error(&self, verb: Verb) -> Option<Reply<'static>> {
         let greeted = self.envelope.greeting().is_some();
         let has_mail = self.envelope.mailfrom().is_some();
@@ -619,6 +619,8 @@ impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
             }
             Verb::Rcpt | Verb::Bdat if !has_mail => Some(replies::NEED_MAIL),
             Verb::Data | Verb::Bdat if !has_rcpt => Some(replies::NEED_RCPT),
+            // Handlers may have recorded the recipients with the first chunk.
+            Verb::Rcpt if self.bdat_used => Some(replies::RCPT_AFTER_BDAT),
             _ => None,
         }
     }

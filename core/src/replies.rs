@@ -29,6 +29,12 @@ pub const SEND_HELO_FIRST: Reply = Reply::new(503, (5, 5, 1), "Error: send HELO 
 pub const NESTED_MAIL: Reply = Reply::new(503, (5, 5, 1), "Error: nested MAIL command");
 pub const NEED_MAIL: Reply = Reply::new(503, (5, 5, 1), "Error: need MAIL command");
 pub const NEED_RCPT: Reply = Reply::new(503, (5, 5, 1), "Error: need RCPT command");
+/// RFC 3030 section 2: the envelope is complete once the message data has begun.
+pub const RCPT_AFTER_BDAT: Reply = Reply::new(
+    503,
+    (5, 5, 1),
+    "Error: RCPT not allowed after BDAT in a transaction",
+);
 pub const DATA_AFTER_BDAT: Reply = Reply::new(
     503,
     (5, 5, 1),

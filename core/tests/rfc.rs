@@ -1388,6 +1388,23 @@ fn bdat_over_the_size_limit_is_552_and_skipped() {
 }
 
 #[test]
+fn rcpt_after_bdat_is_503_and_the_message_keeps_its_recipients() {
+    let mut c = Client::ehlo();
+    begin(&mut c);
+    assert_eq!(c.send(b"BDAT 3\r\nabc"), "250 2.0.0 3 octets received\r\n");
+    assert_eq!(
+        c.send(b"RCPT TO:<late@d.example>\r\nBDAT 3 LAST\r\ndef"),
+        "503 5.5.1 Error: RCPT not allowed after BDAT in a transaction\r\n250 2.0.0 OK\r\n"
+    );
+    let delivered = &c.delivered()[0];
+    assert_eq!(delivered.rcpttos, ["c@d.example"]);
+    assert_eq!(delivered.data, b"abcdef");
+    // The next transaction takes recipients again.
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
+    assert_eq!(c.cmd("RCPT TO:<late@d.example>"), "250 2.1.5 OK\r\n");
+}
+
+#[test]
 fn data_after_bdat_is_503() {
     let mut c = Client::ehlo();
     begin(&mut c);
