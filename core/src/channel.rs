@@ -9,8 +9,8 @@
 //! Invariants:
 //! - Every complete command line gets exactly one reply, in order (RFC 2920 3.1); a BDAT
 //!   chunk gets its reply once its octets were consumed.
-//! - Memory is fixed: `LINE` octets of command line, `OUT` of replies, `ENVELOPE` of envelope
-//!   arena holding up to `RCPTS` recipients. Nothing grows with the input.
+//! - Memory is fixed: `LINE` octets of command line, `OUT` of replies, and the envelope
+//!   arena `A` the frontend chose. Nothing grows with the input.
 //! - While an event awaits its verdict, no input is consumed.
 //! - A new command is only processed with at least [`OUTPUT_RESERVE`] octets free, so its
 //!   reply always fits; otherwise `receive` stops and the driver must flush the output.
@@ -24,7 +24,7 @@ use crate::command::{split_verb, Command, CommandError, Params, Verb};
 use crate::config::BareNewline;
 use crate::config::Config;
 use crate::data::{DataDecoder, DataError, Decoded};
-use crate::envelope::Envelope;
+use crate::envelope::{Arena, Envelope};
 use crate::handler::{AbortReason, Body, Context, MailParams, SmtpState, Verdict};
 use crate::line::{LineBuffer, LineStatus};
 use crate::replies;
@@ -36,12 +36,15 @@ use crate::timeout::Instant;
 pub const OUTPUT_RESERVE: usize = 512;
 
 /// Default capacities: a 512-octet command line plus the RFC 1870 (26) and RFC 6531 (10)
-/// MAIL allowances; 1 KiB of replies; 100 recipients of ordinary length.
+/// MAIL allowances; 1 KiB of replies; an inline envelope arena for 100 recipients of
+/// ordinary length.
 pub mod capacity {
     pub const LINE: usize = 512 + 26 + 10;
     pub const OUT: usize = 1024;
     pub const ENVELOPE: usize = 3072;
-    pub const RCPTS: usize = 100;
+    /// An envelope arena that holds 100 forward-paths of the longest kind (256 octets with
+    /// their brackets, RFC 5321 4.5.3.1.3), plus the HELO argument and the reverse-path.
+    pub const ENVELOPE_FOR_100_LONGEST: usize = 100 * 256 + 1024;
 }
 
 /// Something the application must decide on (or be told about).
@@ -65,11 +68,10 @@ pub struct Channel<
     'c,
     const LINE: usize = { capacity::LINE },
     const OUT: usize = { capacity::OUT },
-    const ENVELOPE: usize = { capacity::ENVELOPE },
-    const RCPTS: usize = { capacity::RCPTS },
+    A = [u8; capacity::ENVELOPE],
 > {
     line: LineBuffer<LINE>,
-    state: State<'c, OUT, ENVELOPE, RCPTS>,
+    state: State<'c, OUT, A>,
 }
 
 /// A span of the command line, for events that outlive the parse.
@@ -142,11 +144,11 @@ enum Failure {
 }
 
 /// Everything but the line buffer, so that handlers can borrow the line while mutating this.
-struct State<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize> {
+struct State<'c, const OUT: usize, A> {
     config: &'c Config<'c>,
     peer: Option<SocketAddr>,
     output: heapless::Vec<u8, OUT>,
-    envelope: Envelope<ENVELOPE, RCPTS>,
+    envelope: Envelope<A>,
     mode: Mode,
     pending: Option<Pending>,
     /// A `DataAbort` notification to deliver before anything else.
@@ -166,13 +168,21 @@ struct State<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize> {
     rearm: bool,
 }
 
-impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
-    Channel<'c, LINE, OUT, ENVELOPE, RCPTS>
+impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize>
+    Channel<'c, LINE, OUT, [u8; ENVELOPE]>
 {
+    /// A channel for a new connection from `peer`, with an inline envelope arena. The
+    /// first event is [`Event::Connect`].
+    pub fn new(config: &'c Config<'c>, peer: Option<SocketAddr>) -> Self {
+        Self::with_arena(config, peer, [0; ENVELOPE])
+    }
+}
+
+impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A> {
     const OUT_HOLDS_A_REPLY: () = assert!(OUT >= OUTPUT_RESERVE, "OUT must be >= 512");
 
-    /// A channel for a new connection from `peer`. The first event is [`Event::Connect`].
-    pub fn new(config: &'c Config<'c>, peer: Option<SocketAddr>) -> Self {
+    /// A channel for a new connection from `peer` that keeps its envelope in `arena`.
+    pub fn with_arena(config: &'c Config<'c>, peer: Option<SocketAddr>, arena: A) -> Self {
         let () = Self::OUT_HOLDS_A_REPLY;
         Channel {
             line: LineBuffer::default(),
@@ -180,7 +190,7 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
                 config,
                 peer,
                 output: heapless::Vec::new(),
-                envelope: Envelope::default(),
+                envelope: Envelope::new(arena),
                 mode: Mode::Command,
                 pending: Some(Pending::Connect),
                 abort: None,
@@ -466,9 +476,7 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize, const RCPTS
     }
 }
 
-impl<'c, const OUT: usize, const ENVELOPE: usize, const RCPTS: usize>
-    State<'c, OUT, ENVELOPE, RCPTS>
-{
+impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
     fn writer(&mut self) -> ReplyWriter<'_, OUT> {
         ReplyWriter::new(
             &mut self.output,

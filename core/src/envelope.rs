@@ -1,41 +1,64 @@
 //! Compact storage for the session's greeting and the transaction's envelope.
 //!
-//! Everything lives in one byte arena of `BYTES` octets: the HELO/EHLO argument, then the
-//! reverse-path, then the forward-paths, each recipient costing its length plus a 2-octet
-//! end offset (up to `RCPTS` of them). 100 recipients of ordinary length fit in a few KiB,
-//! where fixed 256-octet slots would take 25 KiB.
+//! Everything lives in one byte arena that the frontend supplies: the HELO/EHLO argument,
+//! then the reverse-path, then each forward-path as a 2-octet length and its octets. The
+//! default is an inline array (3 KiB: 100 recipients of ordinary length). A server may
+//! pass a zero-filled heap slice instead: pages it never writes cost no memory, so 26 KiB
+//! give every connection room for 100 recipients of the longest kind (RFC 5321 4.5.3.1.8,
+//! 4.5.3.1.3) at the memory cost of the recipients it really gets.
 //!
-//! Invariant: the arena only ever holds whole `str`s, so every slice read back is valid UTF-8.
+//! Invariant: `arena[..len]` holds the greeting and reverse-path as whole `str`s, then
+//! `rcpts` records of a little-endian `u16` length and that many octets of a whole `str`.
+//! Only the first `u16::MAX` octets of an arena are used.
 
-/// The arena or the offset table is full.
+/// Storage for an [`Envelope`]: any byte slice owner (`[u8; N]`, `Box<[u8]>`, `&mut [u8]`).
+pub trait Arena: AsRef<[u8]> + AsMut<[u8]> {}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized> Arena for T {}
+
+/// The arena is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Full;
 
+/// Octets that record one recipient's length.
+const LENGTH: usize = 2;
+
 /// Greeting, reverse-path and forward-paths in one arena.
-#[derive(Clone, Debug, Default)]
-pub struct Envelope<const BYTES: usize, const RCPTS: usize> {
-    bytes: heapless::Vec<u8, BYTES>,
-    /// `bytes[..greeting_end]` is the HELO/EHLO argument (when `greeted`).
+#[derive(Clone, Debug)]
+pub struct Envelope<A> {
+    arena: A,
+    /// Octets of the arena in use.
+    len: u16,
+    /// `arena[..greeting_end]` is the HELO/EHLO argument (when `greeted`).
     greeting_end: u16,
     greeted: bool,
-    /// `bytes[greeting_end..mailfrom_end]` is the reverse-path, once MAIL was accepted.
+    /// `arena[greeting_end..mailfrom_end]` is the reverse-path, once MAIL was accepted.
     mailfrom_end: Option<u16>,
-    /// End offset of each forward-path, in RCPT order.
-    rcpt_ends: heapless::Vec<u16, RCPTS>,
+    /// Forward-paths recorded after the reverse-path.
+    rcpts: u16,
 }
 
-impl<const BYTES: usize, const RCPTS: usize> Envelope<BYTES, RCPTS> {
-    const FITS_U16: () = assert!(BYTES <= u16::MAX as usize, "envelope arena over 64 KiB");
+impl<A: Arena> Envelope<A> {
+    /// An empty envelope in `arena` (its contents are ignored).
+    pub fn new(arena: A) -> Self {
+        Envelope {
+            arena,
+            len: 0,
+            greeting_end: 0,
+            greeted: false,
+            mailfrom_end: None,
+            rcpts: 0,
+        }
+    }
 
     /// Starts a new session state with `greeting`, dropping any transaction.
     pub fn set_greeting(&mut self, greeting: &str) -> Result<(), Full> {
-        let () = Self::FITS_U16;
         self.greeted = false;
         self.greeting_end = 0;
         self.reset();
-        self.push(greeting)?;
-        self.greeting_end = self.bytes.len() as u16;
+        self.push(greeting.as_bytes())?;
+        self.greeting_end = self.len;
         self.greeted = true;
         Ok(())
     }
@@ -47,8 +70,8 @@ impl<const BYTES: usize, const RCPTS: usize> Envelope<BYTES, RCPTS> {
     /// Records the reverse-path (empty for `<>`). Requires a reset transaction.
     pub fn set_mailfrom(&mut self, mailfrom: &str) -> Result<(), Full> {
         self.reset();
-        self.push(mailfrom)?;
-        self.mailfrom_end = Some(self.bytes.len() as u16);
+        self.push(mailfrom.as_bytes())?;
+        self.mailfrom_end = Some(self.len);
         Ok(())
     }
 
@@ -59,71 +82,85 @@ impl<const BYTES: usize, const RCPTS: usize> Envelope<BYTES, RCPTS> {
 
     /// Appends a forward-path.
     pub fn add_rcpt(&mut self, rcpt: &str) -> Result<(), Full> {
-        if self.rcpt_ends.is_full() {
+        if !self.has_room_for(rcpt) {
             return Err(Full);
         }
-        self.push(rcpt)?;
-        let _ = self.rcpt_ends.push(self.bytes.len() as u16);
+        // Fits in a u16: the arena's used part does.
+        self.push(&(rcpt.len() as u16).to_le_bytes())?;
+        self.push(rcpt.as_bytes())?;
+        self.rcpts += 1;
         Ok(())
     }
 
     /// Whether `rcpt` would fit.
     pub fn has_room_for(&self, rcpt: &str) -> bool {
-        !self.rcpt_ends.is_full() && BYTES - self.bytes.len() >= rcpt.len()
+        self.capacity() - usize::from(self.len) >= LENGTH + rcpt.len() && self.rcpts < u16::MAX
     }
 
     pub fn rcpt_count(&self) -> usize {
-        self.rcpt_ends.len()
+        usize::from(self.rcpts)
     }
 
     /// The forward-paths, in RCPT order.
     pub fn rcpttos(&self) -> Rcpttos<'_> {
+        let start = self.mailfrom_end.unwrap_or(self.greeting_end);
         Rcpttos {
-            bytes: &self.bytes,
-            ends: &self.rcpt_ends,
-            start: self.mailfrom_end.unwrap_or(self.greeting_end),
+            records: &self.arena.as_ref()[usize::from(start)..usize::from(self.len)],
+            remaining: self.rcpts,
         }
     }
 
     /// Drops the transaction (reverse- and forward-paths), keeping the greeting.
     pub fn reset(&mut self) {
-        self.bytes.truncate(self.greeting_end as usize);
+        self.len = self.greeting_end;
         self.mailfrom_end = None;
-        self.rcpt_ends.clear();
+        self.rcpts = 0;
     }
 
-    fn push(&mut self, text: &str) -> Result<(), Full> {
-        self.bytes
-            .extend_from_slice(text.as_bytes())
-            .map_err(|_| Full)
+    /// Usable octets: the arena's, up to what a `u16` offset reaches.
+    fn capacity(&self) -> usize {
+        self.arena.as_ref().len().min(usize::from(u16::MAX))
+    }
+
+    fn push(&mut self, octets: &[u8]) -> Result<(), Full> {
+        let start = usize::from(self.len);
+        let end = start + octets.len();
+        if end > self.capacity() {
+            return Err(Full);
+        }
+        self.arena.as_mut()[start..end].copy_from_slice(octets);
+        self.len = end as u16;
+        Ok(())
     }
 
     fn str(&self, start: u16, end: u16) -> &str {
-        core::str::from_utf8(&self.bytes[start as usize..end as usize]).unwrap_or_default()
+        let octets = &self.arena.as_ref()[usize::from(start)..usize::from(end)];
+        core::str::from_utf8(octets).unwrap_or_default()
     }
 }
 
 /// Iterator over the forward-paths of an [`Envelope`].
 #[derive(Clone, Debug)]
 pub struct Rcpttos<'a> {
-    bytes: &'a [u8],
-    ends: &'a [u16],
-    start: u16,
+    /// The recipient records not yet returned.
+    records: &'a [u8],
+    remaining: u16,
 }
 
 impl<'a> Iterator for Rcpttos<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let (&end, rest) = self.ends.split_first()?;
-        let text = &self.bytes[self.start as usize..end as usize];
-        self.ends = rest;
-        self.start = end;
+        let (length, rest) = self.records.split_first_chunk::<LENGTH>()?;
+        let (text, rest) = rest.split_at_checked(usize::from(u16::from_le_bytes(*length)))?;
+        self.records = rest;
+        self.remaining = self.remaining.saturating_sub(1);
         Some(core::str::from_utf8(text).unwrap_or_default())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.ends.len(), Some(self.ends.len()))
+        let remaining = usize::from(self.remaining);
+        (remaining, Some(remaining))
     }
 }
 
@@ -135,33 +172,54 @@ mod tests {
 
     #[test]
     fn greeting_transaction_and_reset() {
-        let mut env = Envelope::<64, 3>::default();
+        let mut env = Envelope::new([0u8; 64]);
         assert_eq!(env.greeting(), None);
         env.set_greeting("client.example").unwrap();
         env.set_mailfrom("a@b").unwrap();
         env.add_rcpt("c@d").unwrap();
         env.add_rcpt("é@f").unwrap();
+        env.add_rcpt("").unwrap();
         assert_eq!(env.greeting(), Some("client.example"));
         assert_eq!(env.mailfrom(), Some("a@b"));
-        assert!(env.rcpttos().eq(["c@d", "é@f"]));
+        assert!(env.rcpttos().eq(["c@d", "é@f", ""]));
+        assert_eq!(env.rcpttos().len(), 3);
         env.reset();
         assert_eq!((env.mailfrom(), env.rcpt_count()), (None, 0));
+        assert_eq!(env.rcpttos().next(), None);
         assert_eq!(env.greeting(), Some("client.example"));
         env.set_mailfrom("").unwrap();
         assert_eq!(env.mailfrom(), Some(""));
     }
 
     #[test]
-    fn full_arena_or_table_is_reported() {
-        let mut env = Envelope::<16, 2>::default();
+    fn a_full_arena_is_reported_and_keeps_what_it_has() {
+        let mut env = Envelope::new([0u8; 16]);
         env.set_greeting("h").unwrap();
         env.set_mailfrom("a@b").unwrap();
-        assert!(env.has_room_for("0123456789ab"));
-        assert!(!env.has_room_for("0123456789abc"));
-        assert_eq!(env.add_rcpt("0123456789abc"), Err(Full));
+        // 12 octets left: a 10-octet path and its length.
+        assert!(env.has_room_for("0123456789"));
+        assert!(!env.has_room_for("0123456789a"));
+        assert_eq!(env.add_rcpt("0123456789a"), Err(Full));
         env.add_rcpt("x").unwrap();
-        env.add_rcpt("y").unwrap();
+        env.add_rcpt("yyyyyy").unwrap();
         assert_eq!(env.add_rcpt("z"), Err(Full));
-        assert!(env.rcpttos().eq(["x", "y"]));
+        assert!(env.rcpttos().eq(["x", "yyyyyy"]));
+        assert_eq!(env.set_greeting("a name longer than sixteen"), Err(Full));
+        assert_eq!(env.greeting(), None);
+    }
+
+    #[test]
+    fn a_borrowed_or_oversized_arena_works_the_same() {
+        let mut storage = [0u8; 70_000];
+        let mut env = Envelope::new(&mut storage[..]);
+        env.set_greeting("h").unwrap();
+        env.set_mailfrom("a@b").unwrap();
+        let path = "p".repeat(254);
+        while env.has_room_for(&path) {
+            env.add_rcpt(&path).unwrap();
+        }
+        // Only the first 65,535 octets are used: (65535 - 4) / 256 records.
+        assert_eq!(env.rcpt_count(), 255);
+        assert!(env.rcpttos().all(|rcpt| rcpt == path));
     }
 }

@@ -21,6 +21,7 @@ use core::net::SocketAddr;
 
 use crate::channel::{capacity, Channel, Event};
 use crate::config::Config;
+use crate::envelope::Arena;
 use crate::handler::{Context, Handler, Verdict};
 use crate::timeout::Instant;
 
@@ -30,26 +31,33 @@ pub struct Session<
     H,
     const LINE: usize = { capacity::LINE },
     const OUT: usize = { capacity::OUT },
-    const ENVELOPE: usize = { capacity::ENVELOPE },
-    const RCPTS: usize = { capacity::RCPTS },
+    A = [u8; capacity::ENVELOPE],
 > {
-    channel: Channel<'c, LINE, OUT, ENVELOPE, RCPTS>,
+    channel: Channel<'c, LINE, OUT, A>,
     handler: H,
 }
 
-impl<
-        'c,
-        H: Handler,
-        const LINE: usize,
-        const OUT: usize,
-        const ENVELOPE: usize,
-        const RCPTS: usize,
-    > Session<'c, H, LINE, OUT, ENVELOPE, RCPTS>
+impl<'c, H: Handler, const LINE: usize, const OUT: usize, const ENVELOPE: usize>
+    Session<'c, H, LINE, OUT, [u8; ENVELOPE]>
 {
-    /// A session for a new connection; call `handle_input(&[], now)` to send the greeting.
+    /// A session for a new connection, with an inline envelope arena; call
+    /// `handle_input(&[], now)` to send the greeting.
     pub fn new(config: &'c Config<'c>, peer: Option<SocketAddr>, handler: H) -> Self {
+        Self::with_arena(config, peer, handler, [0; ENVELOPE])
+    }
+}
+
+impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, H, LINE, OUT, A> {
+    /// A session for a new connection that keeps its envelope in `arena` (see
+    /// [`envelope`](crate::envelope)); call `handle_input(&[], now)` to send the greeting.
+    pub fn with_arena(
+        config: &'c Config<'c>,
+        peer: Option<SocketAddr>,
+        handler: H,
+        arena: A,
+    ) -> Self {
         Session {
-            channel: Channel::new(config, peer),
+            channel: Channel::with_arena(config, peer, arena),
             handler,
         }
     }

@@ -40,7 +40,7 @@ fn recorder() -> Recorder {
     }
 }
 
-type Sess<const OUT: usize> = Session<'static, Recorder, 548, OUT, 3072, 100>;
+type Sess<const OUT: usize> = Session<'static, Recorder, 548, OUT>;
 
 /// Offers `piece` until it is consumed, flushing the output after every call.
 fn feed<const OUT: usize>(session: &mut Sess<OUT>, piece: &[u8], transcript: &mut Vec<u8>) {

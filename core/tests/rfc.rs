@@ -122,13 +122,13 @@ fn enhanced_code(text: &str) -> Option<u8> {
 
 /// A session with custom capacities, driven like a frontend: after every `handle_input` the
 /// output is flushed and the unconsumed rest offered again.
-struct Small<const OUT: usize, const ENVELOPE: usize, const RCPTS: usize> {
-    session: Session<'static, Recorder, 548, OUT, ENVELOPE, RCPTS>,
+struct Small<const OUT: usize, const ENVELOPE: usize> {
+    session: Session<'static, Recorder, 548, OUT, [u8; ENVELOPE]>,
     /// `handle_input` calls made.
     calls: usize,
 }
 
-impl<const OUT: usize, const ENVELOPE: usize, const RCPTS: usize> Small<OUT, ENVELOPE, RCPTS> {
+impl<const OUT: usize, const ENVELOPE: usize> Small<OUT, ENVELOPE> {
     fn connect(config: Config<'static>) -> (Self, String) {
         let config: &'static Config<'static> = Box::leak(Box::new(config));
         let mut small = Small {
@@ -897,8 +897,9 @@ fn recipients_limit_is_452() {
 
 #[test]
 fn full_envelope_arena_is_452() {
-    // 64 octets: "client.example" (14) + "a@b.example" (11) + two 14-octet recipients (28).
-    let (mut c, _) = Small::<1024, 64, 100>::connect(config());
+    // 64 octets: "client.example" (14) + "a@b.example" (11) + two 14-octet recipients with
+    // their 2-octet lengths (32).
+    let (mut c, _) = Small::<1024, 64>::connect(config());
     c.cmd("EHLO client.example");
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
     assert_eq!(c.cmd("RCPT TO:<r1@example.com>"), "250 2.1.5 OK\r\n");
@@ -912,25 +913,45 @@ fn full_envelope_arena_is_452() {
     let delivered = &c.session.handler().delivered;
     assert_eq!(delivered[0].rcpttos, ["r1@example.com", "r2@example.com"]);
 
-    // The recipient table (RCPTS) is a limit too.
-    let (mut c, _) = Small::<1024, 3072, 2>::connect(config());
-    c.cmd("EHLO client.example");
-    assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
-    assert_eq!(c.cmd("RCPT TO:<r1@example.com>"), "250 2.1.5 OK\r\n");
-    assert_eq!(c.cmd("RCPT TO:<r2@example.com>"), "250 2.1.5 OK\r\n");
-    assert_eq!(
-        c.cmd("RCPT TO:<r3@example.com>"),
-        "452 4.5.3 Error: too many recipients\r\n"
-    );
-
     // A reverse-path that does not fit: 452 4.3.1, and the session goes on.
-    let (mut c, _) = Small::<1024, 32, 4>::connect(config());
+    let (mut c, _) = Small::<1024, 32>::connect(config());
     c.cmd("EHLO client.example");
     assert_eq!(
         c.cmd("MAIL FROM:<a-long-sender@b.example>"),
         "452 4.3.1 Error: insufficient system storage\r\n"
     );
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
+}
+
+#[test]
+fn the_large_arena_holds_100_of_the_longest_paths() {
+    // RFC 5321 4.5.3.1.8: 100 recipients must be buffered; 4.5.3.1.3: a path may take 256
+    // octets with its brackets.
+    const ENVELOPE: usize = smtpd_core::channel::capacity::ENVELOPE_FOR_100_LONGEST;
+    let (mut c, _) = Small::<1024, ENVELOPE>::connect(config());
+    let domain = format!("{}.{}.{}", "d".repeat(63), "e".repeat(63), "f".repeat(61));
+    let long = |i: usize| format!("{i:03}{}@{domain}", "l".repeat(61));
+    assert_eq!(long(0).len(), 254);
+    c.cmd(&format!("EHLO {}", "h".repeat(250)));
+    assert_eq!(
+        c.cmd(&format!("MAIL FROM:<{}>", long(999))),
+        "250 2.1.0 OK\r\n"
+    );
+    for i in 0..100 {
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<{}>", long(i))),
+            "250 2.1.5 OK\r\n",
+            "recipient {i}"
+        );
+    }
+    assert_eq!(
+        c.cmd("RCPT TO:<one-more@example.com>"),
+        "452 4.5.3 Error: too many recipients\r\n"
+    );
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    assert_eq!(c.send(b"x\r\n.\r\n"), "250 2.0.0 OK\r\n");
+    let delivered = &c.session.handler().delivered;
+    assert!(delivered[0].rcpttos.iter().cloned().eq((0..100).map(long)));
 }
 
 #[test]
@@ -1746,7 +1767,7 @@ fn pipelined_group_gets_every_reply_in_order() {
 #[test]
 fn pipelining_with_a_small_output_buffer() {
     // OUT = 512: one reply at a time fits; the frontend flushes and offers the rest again.
-    let (mut c, greeting) = Small::<512, 3072, 100>::connect(config());
+    let (mut c, greeting) = Small::<512, 3072>::connect(config());
     assert_eq!(greeting, "220 fqdn.example ESMTP smtpd-rs\r\n");
     let mut input = b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n".to_vec();
     for i in 0..60 {

@@ -11,6 +11,7 @@
 use embassy_futures::select::{select, Either};
 use embassy_net::tcp::TcpSocket;
 use embassy_time::{with_timeout, Duration};
+use smtpd_core::envelope::Arena;
 use smtpd_core::{Handler, Session};
 
 use crate::clock;
@@ -57,15 +58,9 @@ pub enum Outcome {
 ///
 /// `input` is the buffer octets are read into; whatever the session did not consume yet
 /// stays at its front.
-pub async fn run<
-    H,
-    const LINE: usize,
-    const OUT: usize,
-    const ENVELOPE: usize,
-    const RCPTS: usize,
->(
+pub async fn run<H, const LINE: usize, const OUT: usize, A: Arena>(
     socket: &mut TcpSocket<'_>,
-    session: &mut Session<'_, H, LINE, OUT, ENVELOPE, RCPTS>,
+    session: &mut Session<'_, H, LINE, OUT, A>,
     input: &mut [u8],
     options: &Options,
 ) -> Outcome
@@ -81,15 +76,9 @@ where
 }
 
 /// The SMTP exchange proper: returns once the session is over.
-async fn exchange<
-    H,
-    const LINE: usize,
-    const OUT: usize,
-    const ENVELOPE: usize,
-    const RCPTS: usize,
->(
+async fn exchange<H, const LINE: usize, const OUT: usize, A: Arena>(
     socket: &mut TcpSocket<'_>,
-    session: &mut Session<'_, H, LINE, OUT, ENVELOPE, RCPTS>,
+    session: &mut Session<'_, H, LINE, OUT, A>,
     input: &mut [u8],
     options: &Options,
 ) -> Outcome
@@ -150,15 +139,9 @@ enum WriteError {
 }
 
 /// Writes all pending session output.
-async fn write_output<
-    H,
-    const LINE: usize,
-    const OUT: usize,
-    const ENVELOPE: usize,
-    const RCPTS: usize,
->(
+async fn write_output<H, const LINE: usize, const OUT: usize, A: Arena>(
     socket: &mut TcpSocket<'_>,
-    session: &mut Session<'_, H, LINE, OUT, ENVELOPE, RCPTS>,
+    session: &mut Session<'_, H, LINE, OUT, A>,
     options: &Options,
 ) -> Result<(), WriteError>
 where

@@ -56,12 +56,11 @@ pub async fn serve<
     const LINE: usize,
     const OUT: usize,
     const ENVELOPE: usize,
-    const RCPTS: usize,
 >(
     stack: Stack<'_>,
     config: &'c Config<'c>,
     options: &Options,
-    slots: &mut [Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE, RCPTS>; N],
+    slots: &mut [Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE>; N],
     make: &M,
 ) -> !
 where
@@ -92,13 +91,12 @@ pub async fn serve_slot<
     const LINE: usize,
     const OUT: usize,
     const ENVELOPE: usize,
-    const RCPTS: usize,
 >(
     stack: Stack<'_>,
     config: &'c Config<'c>,
     options: &Options,
     index: usize,
-    slot: &mut Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE, RCPTS>,
+    slot: &mut Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE>,
     make: &M,
 ) -> !
 where
@@ -122,7 +120,7 @@ where
             socket.remote_endpoint()
         );
         let handler = make.make_handler(index, peer);
-        let mut session: Session<'c, M::Handler, LINE, OUT, ENVELOPE, RCPTS> =
+        let mut session: Session<'c, M::Handler, LINE, OUT, [u8; ENVELOPE]> =
             Session::new(config, peer, handler);
         let outcome = connection::run(&mut socket, &mut session, input, options).await;
         debug!("slot {}: connection ended: {}", index, outcome);

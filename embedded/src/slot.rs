@@ -2,11 +2,11 @@
 //!
 //! A slot holds the TCP socket's receive and transmit buffers and the input buffer the
 //! session reads from. Its type also carries the capacities of the core's session buffers
-//! (`LINE`, `OUT`, `ENVELOPE`, `RCPTS`, see [`smtpd_core::channel::capacity`]), so one type
+//! (`LINE`, `OUT`, `ENVELOPE`, see [`smtpd_core::channel::capacity`]), so one type
 //! alias fixes every size of a connection:
 //!
 //! ```ignore
-//! type DeviceSlot = Slot<1024, 1024, 256, 548, 512, 1024, 8>;
+//! type DeviceSlot = Slot<1024, 1024, 256, 548, 512, 1024>;
 //! ```
 //!
 //! The session itself lives in the serving future (in the task's static storage under
@@ -20,7 +20,8 @@ use smtpd_core::channel::capacity;
 ///   replies (`TX >= OUT` lets a whole pipelined reply group go out in one write).
 /// - `INPUT`: octets read from the socket and handed to the session at once (at least 1; a
 ///   few hundred octets keep per-call overhead low).
-/// - `LINE`, `OUT`, `ENVELOPE`, `RCPTS`: the core session's capacities (`OUT >= 512`).
+/// - `LINE`, `OUT`, `ENVELOPE`: the core session's capacities (`OUT >= 512`; the envelope
+///   arena holds the greeting, the reverse-path and the recipients).
 pub struct Slot<
     const RX: usize,
     const TX: usize,
@@ -28,7 +29,6 @@ pub struct Slot<
     const LINE: usize = { capacity::LINE },
     const OUT: usize = { capacity::OUT },
     const ENVELOPE: usize = { capacity::ENVELOPE },
-    const RCPTS: usize = { capacity::RCPTS },
 > {
     pub(crate) rx: [u8; RX],
     pub(crate) tx: [u8; TX],
@@ -42,8 +42,7 @@ impl<
         const LINE: usize,
         const OUT: usize,
         const ENVELOPE: usize,
-        const RCPTS: usize,
-    > Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE, RCPTS>
+    > Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE>
 {
     const INPUT_NOT_EMPTY: () = assert!(INPUT > 0, "INPUT must be > 0");
 
@@ -65,8 +64,7 @@ impl<
         const LINE: usize,
         const OUT: usize,
         const ENVELOPE: usize,
-        const RCPTS: usize,
-    > Default for Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE, RCPTS>
+    > Default for Slot<RX, TX, INPUT, LINE, OUT, ENVELOPE>
 {
     fn default() -> Self {
         Self::new()

@@ -54,7 +54,8 @@ pub struct Args {
     /// Connections beyond this get `421 4.3.2 Too many connections`.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Recipients per message.
+    /// Recipients per message. 100 always fit, however long their addresses; beyond that,
+    /// as many as the 28 KiB envelope holds (the rest get `452`, to be retried).
     #[arg(long, default_value_t = 100)]
     pub max_recipients: usize,
     /// Seconds to wait for a command (RFC 5321 4.5.3.2.7).

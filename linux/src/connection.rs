@@ -21,9 +21,11 @@ use std::time::{Duration, Instant as StdInstant};
 use compio::buf::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
+use smtpd_core::channel::capacity;
 use smtpd_core::{Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
+use crate::arena::PageArena;
 use crate::server::Clock;
 
 /// How a session ended, for the log.
@@ -46,6 +48,10 @@ pub(crate) struct Shared {
     pub grace: Duration,
 }
 
+/// The core session as the server sizes it: default buffers, and the envelope in a
+/// [`PageArena`] (room for 100 of the longest paths, paid for by the page).
+type ServerSession<H> = Session<'static, H, { capacity::LINE }, { capacity::OUT }, PageArena>;
+
 /// Receive buffer per connection; only the pages a connection touches cost memory.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -61,12 +67,15 @@ pub(crate) async fn serve<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
     handler: H,
+    arena: PageArena,
     shared: Shared,
 ) -> (Outcome, H) {
     let clock = shared.clock.clone();
-    let mut session: Session<'static, H> = Session::new(shared.config, Some(peer), handler);
+    let mut session: ServerSession<H> =
+        Session::with_arena(shared.config, Some(peer), handler, arena);
     let mut input: Vec<u8> = Vec::with_capacity(READ_BUFFER);
-    let mut output: Vec<u8> = Vec::with_capacity(1024);
+    // Only used for replies the socket does not take at once.
+    let mut output: Vec<u8> = Vec::new();
     let mut grace_until: Option<StdInstant> = None;
     let mut outcome = Outcome::Closed;
     let alarm = shared.alarms.register();
@@ -166,7 +175,7 @@ pub(crate) async fn serve<H: Handler>(
 /// for `patience` (or past the end of the grace period).
 async fn write_output<H: Handler>(
     stream: &TcpStream,
-    session: &mut Session<'static, H>,
+    session: &mut ServerSession<H>,
     mut buffer: Vec<u8>,
     alarm: &Alarm,
     patience: Duration,

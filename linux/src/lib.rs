@@ -7,7 +7,7 @@
 //!
 //! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
 //!   I/O loop; `alarm`: what wakes a connection besides its socket (its deadline, one
-//!   tick per thread; the shutdown request).
+//!   tick per thread; the shutdown request); `arena`: envelope memory by the page.
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
@@ -15,6 +15,7 @@
 //! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
 
 mod alarm;
+mod arena;
 pub mod cli;
 pub mod connection;
 pub mod handlers;

@@ -27,6 +27,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{watch, Notify};
 
 use crate::alarm::Alarms;
+use crate::arena::PageArena;
 use crate::connection::{serve, Shared};
 use crate::logging::Logged;
 
@@ -276,7 +277,13 @@ impl<F: HandlerFactory> Worker<F> {
         };
         active.set(active.get() + 1);
         let config = self.config;
-        if over_cap {
+        let arena = match over_cap {
+            true => None,
+            false => PageArena::take()
+                .inspect_err(|error| tracing::warn!(%peer, %error, "no memory for a session"))
+                .ok(),
+        };
+        let Some(arena) = arena else {
             compio::runtime::spawn(async move {
                 refuse(stream, config).await;
                 tracing::info!(%peer, outcome = "refused", "session: too many connections");
@@ -284,12 +291,12 @@ impl<F: HandlerFactory> Worker<F> {
             })
             .detach();
             return;
-        }
+        };
         let handler = Logged::new(self.factory.new_handler(peer), peer);
         let shared = shared.clone();
         compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
-            let (outcome, handler) = serve(stream, peer, handler, shared).await;
+            let (outcome, handler) = serve(stream, peer, handler, arena, shared).await;
             tracing::info!(
                 %peer,
                 messages = handler.messages(),

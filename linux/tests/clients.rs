@@ -165,11 +165,11 @@ fn hex_decode(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn smtplib_fifty_recipients_in_order() {
+/// Sends one message to `rcpts` with smtplib's `sendmail`; checks that none was refused and
+/// that the maildir has the message for all of them, in order.
+fn sendmail_to_all(rcpts: &[String]) {
     let server = Server::maildir(&[]);
-    let rcpts: Vec<String> = (0..50).map(|i| format!("rcpt{i:02}@example.net")).collect();
-    let content = b"Subject: fifty\r\n\r\nTo many people.\r\n";
+    let content = b"Subject: many\r\n\r\nTo many people.\r\n";
     let work = tempfile::tempdir().unwrap();
     let file = write_file(work.path(), "m.eml", content);
     let mut args = vec![server.port().to_string(), file];
@@ -187,7 +187,24 @@ fn smtplib_fifty_recipients_in_order() {
     let message = only_message(&server);
     assert_eq!(message.mail_from, "list@example.org");
     assert_eq!(message.rcpt_to, rcpts);
-    assert_bytes_eq(&message.content, content, "fifty recipients");
+    assert_bytes_eq(&message.content, content, "many recipients");
+}
+
+#[test]
+fn smtplib_fifty_recipients_in_order() {
+    let rcpts: Vec<String> = (0..50).map(|i| format!("rcpt{i:02}@example.net")).collect();
+    sendmail_to_all(&rcpts);
+}
+
+#[test]
+fn smtplib_one_hundred_recipients_of_the_longest_kind() {
+    // RFC 5321 4.5.3.1.8 and 4.5.3.1.3: 100 recipients, each a 254-octet mailbox.
+    let domain = format!("{}.{}.{}", "d".repeat(63), "e".repeat(63), "f".repeat(61));
+    let rcpts: Vec<String> = (0..100)
+        .map(|i| format!("{i:03}{}@{domain}", "l".repeat(61)))
+        .collect();
+    assert!(rcpts.iter().all(|rcpt| rcpt.len() == 254));
+    sendmail_to_all(&rcpts);
 }
 
 #[test]

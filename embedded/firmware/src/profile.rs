@@ -16,8 +16,8 @@ pub const STORE: usize = 10 * 1024;
 
 /// TCP receive window 1 KiB, TCP send buffer 1 KiB, input 256 octets; the core session's
 /// command line 548 octets (512 + the SIZE and SMTPUTF8 allowances), replies 512 octets,
-/// envelope 1 KiB, [`RCPTS`] recipients.
-pub type DeviceSlot = Slot<1024, 1024, 256, 548, 512, 1024, RCPTS>;
+/// envelope 1 KiB (greeting, reverse-path and up to [`RCPTS`] recipients).
+pub type DeviceSlot = Slot<1024, 1024, 256, 548, 512, 1024>;
 
 /// The device's SMTP configuration: every extension, the limits above.
 pub const fn config(hostname: &'static str) -> Config<'static> {
