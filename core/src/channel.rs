@@ -890,6 +890,9 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 if param.value.is_some() {
                     return Err(replies::SMTPUTF8_TAKES_NO_ARGUMENTS);
                 }
+                if mail.smtputf8 {
+                    return Err(replies::DUPLICATE_PARAMETER);
+                }
                 mail.smtputf8 = true;
             } else {
                 unknown = true;

@@ -800,6 +800,11 @@ fn smtputf8_takes_no_value() {
         c.cmd("MAIL FROM:<a@b.example> SMTPUTF8=x"),
         "501 5.5.4 Error: SMTPUTF8 takes no arguments\r\n"
     );
+    // Like SIZE and BODY, the parameter may be given once.
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@b.example> SMTPUTF8 smtputf8"),
+        "501 5.5.4 Error: duplicate parameter\r\n"
+    );
     assert_eq!(
         c.cmd("MAIL FROM:<a@b.example> smtputf8"),
         "250 2.1.0 OK\r\n"
