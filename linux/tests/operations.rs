@@ -270,6 +270,28 @@ fn disconnect_mid_data_delivers_nothing() {
     assert_eq!(server.delivered().len(), 1);
 }
 
+#[test]
+fn a_message_that_cannot_be_stored_gets_451_and_leaves_no_file() {
+    let server = Server::maildir(&[]);
+    let new = server.maildir_path().join("new");
+    // The rename into DIR/new fails.
+    std::fs::remove_dir(&new).unwrap();
+    let mut client = server.client();
+    client.envelope("a@example.org", &["rcpt@example.org"]);
+    let reply = client.data(b"Subject: lost\r\n\r\nnot stored\r\n");
+    assert!(reply.starts_with("451 4.3.0 "), "{reply:?}");
+    assert!(server.files_in("tmp").is_empty(), "file left in DIR/tmp");
+
+    // Once the directory is back, the same session delivers.
+    std::fs::create_dir(&new).unwrap();
+    client.expect("MAIL FROM:<a@example.org>", "250 ");
+    client.expect("RCPT TO:<rcpt@example.org>", "250 ");
+    let reply = client.data(b"Subject: again\r\n\r\nstored\r\n");
+    assert!(reply.starts_with("250 "), "{reply:?}");
+    assert_eq!(server.delivered().len(), 1);
+    assert!(server.files_in("tmp").is_empty());
+}
+
 /// Runs the binary to completion (killed after `timeout`).
 fn run(args: &[&str], timeout: Duration) -> Output {
     let mut child = Command::new(BIN)

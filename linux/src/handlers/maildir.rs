@@ -4,7 +4,8 @@
 //! the file is fsynced, renamed into `DIR/new` and the directory fsynced, and only then does
 //! the client get `250`. The file starts with `X-Envelope-From: <path>` and one
 //! `X-Envelope-To: <path>` line per accepted recipient, followed by the content exactly as
-//! received after dot-unstuffing. A message that is refused or aborted leaves no file.
+//! received after dot-unstuffing. A message that is refused, aborted or not stored leaves
+//! no file.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -84,11 +85,23 @@ impl Maildir {
             let _ = compio::fs::remove_file(&tmp).await;
             return Err(error);
         }
-        compio::fs::rename(&tmp, self.dir.join("new").join(&message.name)).await?;
-        // The rename is durable once the directory is synced.
-        let new = File::open(self.dir.join("new")).await?;
-        let synced = new.sync_all().await;
-        let _ = new.close().await;
+        let delivered = self.dir.join("new").join(&message.name);
+        if let Err(error) = compio::fs::rename(&tmp, &delivered).await {
+            let _ = compio::fs::remove_file(&tmp).await;
+            return Err(error);
+        }
+        // The rename is durable once the directory is synced. If that fails, the client
+        // gets 451 and will send again: the file must not stay behind as a duplicate.
+        let synced = async {
+            let new = File::open(self.dir.join("new")).await?;
+            let synced = new.sync_all().await;
+            let _ = new.close().await;
+            synced
+        }
+        .await;
+        if synced.is_err() {
+            let _ = compio::fs::remove_file(&delivered).await;
+        }
         synced
     }
 
