@@ -27,7 +27,8 @@ pub struct Args {
         default_value = "DebuggingServer"
     )]
     pub class: String,
-    /// Largest message in octets (advertised with SIZE) [default: 33554432].
+    /// Largest message in octets, advertised with SIZE (RFC 1870). Without it (or with 0),
+    /// as in Python, SIZE is not advertised; messages over 32 MiB still get 552.
     #[arg(short = 's', long, value_name = "SIZE")]
     pub size: Option<u64>,
     /// Accepted for Python compatibility: SMTPUTF8 is always offered.
@@ -115,9 +116,11 @@ impl Args {
     pub fn config(&self) -> Config<'static> {
         let hostname = self.hostname.clone().unwrap_or_else(host_name);
         let mut config = Config::new(Box::leak(hostname.into_boxed_str()));
-        if let Some(size) = self.size {
-            // Python: 0 means no limit.
-            config.limits.message_size = (size > 0).then_some(size);
+        match self.size {
+            Some(size) if size > 0 => config.limits.message_size = Some(size),
+            // Python advertises no SIZE then, and has no limit; memory stays bounded here
+            // by the core's default limit.
+            _ => config.extensions.size = false,
         }
         config.limits.recipients = self.max_recipients;
         config.timeouts.command = Duration::from_secs(self.command_timeout);

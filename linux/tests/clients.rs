@@ -65,7 +65,8 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
 
 #[test]
 fn smtplib_sendmail_reply_codes_and_exact_bytes() {
-    let server = Server::maildir(&[]);
+    // -s: SIZE is advertised only when asked for, as in Python's smtpd.
+    let server = Server::maildir(&["-s", "33554432"]);
     let work = tempfile::tempdir().unwrap();
     let content: &[u8] =
         b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: plain\r\n\r\n\
@@ -360,10 +361,86 @@ fn curl_smtp_upload() {
     assert_bytes_eq(&message.content, content, "curl upload");
 }
 
+/// Sends the same messages to Python 3.11's own `smtpd -c DebuggingServer` and to ours; the
+/// two print the same text. Needs a Python that still has `smtpd` (3.11 or older).
+#[test]
+fn debugging_server_output_matches_python_smtpd() {
+    let server = Server::start(&[]);
+    let reference = ["python3.11", "python3"]
+        .into_iter()
+        .find(|python| {
+            Command::new(python)
+                .args(["-W", "ignore", "-c", "import smtpd"])
+                .output()
+                .is_ok_and(|output| output.status.success())
+        })
+        .expect("a Python with the smtpd module (3.11 or older) must be installed");
+    let driver = r#"
+import smtplib, socket, subprocess, sys, time
+python, ours = sys.argv[1], int(sys.argv[2])
+probe = socket.socket(); probe.bind(('127.0.0.1', 0)); theirs = probe.getsockname()[1]; probe.close()
+ref = subprocess.Popen([python, '-u', '-W', 'ignore', '-m', 'smtpd', '-n', '-u', '-c', 'DebuggingServer',
+                        '127.0.0.1:%d' % theirs], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+deadline = time.time() + 20
+while True:
+    try:
+        socket.create_connection(('127.0.0.1', theirs), timeout=1).close(); break
+    except OSError:
+        if time.time() > deadline: raise
+        time.sleep(0.05)
+messages = [
+    b'Subject: hi\r\n\r\nhello\r\n',
+    b'no headers at all just body\r\nline2\r\n',
+    b'Subject: only headers\r\nFrom: x\r\n',
+    b'\r\nbody after blank\r\n',
+    b'Subject: x\r\n\r\n.leading dot\r\n..two\r\n.\r\n',
+    b'Subject: bin\r\n\r\n\x00\x01\xff\xfe binary \\ it\'s "q"\r\n',
+    'Subject: \u00fcmlaut\r\n\r\nh\u00e9llo \u2713\r\n'.encode(),
+    b'Subject: a\r\n\r\n',
+    b'',
+    b'Subject: a\r\n\r\n\r\n\r\nx\r\n\r\n',
+    b'A: 1\r\n B-cont\r\n\r\nb\r\n',
+    b'Subject: trailing no newline',
+    b'Subject: long\r\n\r\n' + b'y' * 998 + b'\r\n',
+]
+for port in (theirs, ours):
+    for message in messages:
+        s = smtplib.SMTP('127.0.0.1', port, local_hostname='client.example', timeout=30)
+        assert s.sendmail('a@example.org', ['d@example.org', 'g@example.org'], message) == {}
+        s.quit()
+    s = smtplib.SMTP('127.0.0.1', port, local_hostname='client.example', timeout=30)
+    s.ehlo()
+    s.sendmail('\u00fc@example.org', ['d@\u00e9.example'], 'Subject: u\r\n\r\n\u00fc\r\n'.encode(),
+               mail_options=['SMTPUTF8'])
+    s.quit()
+    s = smtplib.SMTP('127.0.0.1', port, local_hostname='client.example', timeout=30)
+    s.helo('client.example')
+    s.sendmail('a@example.org', ['d@example.org'], b'S: 1\r\n\r\nb\r\n')
+    s.quit()
+time.sleep(0.5)
+ref.terminate()
+sys.stdout.write(ref.communicate(timeout=10)[0].decode('utf-8', 'replace'))
+"#;
+    let expected = python(driver, &[reference, &server.port().to_string()]);
+    let end = "------------ END MESSAGE ------------";
+    let messages = expected.matches(end).count();
+    assert_eq!(messages, 15, "Python printed:\n{expected}");
+    assert!(
+        server
+            .stdout
+            .wait_for(Duration::from_secs(5), |text| text.matches(end).count()
+                == messages),
+        "ours printed:\n{}",
+        server.stdout.text()
+    );
+    assert_eq!(server.stdout.text(), expected);
+}
+
 #[test]
 fn debugging_server_prints_message() {
-    // No --maildir: the default class, DebuggingServer, prints to stdout.
-    let server = Server::start(&[]);
+    // No --maildir: the default class, DebuggingServer, prints to stdout. With -s the
+    // server advertises SIZE, as Python's does.
+    let server = Server::start(&["-s", "100000"]);
     let content = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: debug\r\n\r\n\
         Hello, it's me.\r\n..dot\r\n";
     let work = tempfile::tempdir().unwrap();

@@ -34,7 +34,8 @@ impl DebuggingServer {
             let _ = writeln!(out, "mail options: [{}]", quoted.join(", "));
         }
         let mut in_headers = true;
-        for line in split_lines(message.data) {
+        let data = python_received_data(message.data);
+        for line in split_lines(&data) {
             if in_headers && line.is_empty() {
                 let ip = message.peer.map(|p| p.ip().to_string()).unwrap_or_default();
                 let peer = format!("X-Peer: {ip}");
@@ -75,6 +76,22 @@ fn mail_options(message: &Message<'_>) -> Vec<String> {
         options.push("SMTPUTF8".into());
     }
     options
+}
+
+/// The data as Python's `SMTPChannel` hands it on: without the CRLF that ends the last
+/// line (Python counts it as part of the `CRLF.CRLF` terminator), and with every other
+/// CRLF turned into LF.
+fn python_received_data(data: &[u8]) -> Vec<u8> {
+    let data = data.strip_suffix(b"\r\n").unwrap_or(data);
+    let mut received = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest.windows(2).position(|pair| pair == b"\r\n") {
+        received.extend_from_slice(&rest[..at]);
+        received.push(b'\n');
+        rest = &rest[at + 2..];
+    }
+    received.extend_from_slice(rest);
+    received
 }
 
 /// Python's `bytes.splitlines()`: lines end at LF, CR or CRLF; no empty last line.
@@ -171,6 +188,28 @@ mod tests {
              b'Subject: x'\nb'From: a@b'\nb'X-Peer: 127.0.0.1'\nb''\nb'body'\n\
              ------------ END MESSAGE ------------\n"
         );
+        // Python drops the CRLF before the final dot: no empty last line, and no X-Peer
+        // when only that CRLF followed the headers.
+        for (data, lines) in [
+            (&b"Subject: a\r\n\r\n"[..], "b'Subject: a'\n"),
+            (b"\r\n", ""),
+            (b"", ""),
+            (
+                b"S: a\r\n\r\nx\r\n\r\n",
+                "b'S: a'\nb'X-Peer: 127.0.0.1'\nb''\nb'x'\n",
+            ),
+            (b"a\r\r\nb\r\n", "b'a'\nb'b'\n"),
+        ] {
+            let rendered = DebuggingServer::default().render(&Message { data, ..message });
+            assert_eq!(
+                rendered,
+                format!(
+                    "---------- MESSAGE FOLLOWS ----------\nmail options: ['SIZE=12']\n\
+                     {lines}------------ END MESSAGE ------------\n"
+                ),
+                "{data:?}"
+            );
+        }
         let with_envelope = DebuggingServer { envelope: true }.render(&message);
         assert!(with_envelope.starts_with("X-Envelope-From: <a@b>\nX-Envelope-To: <c@d>\n---"));
     }
