@@ -986,6 +986,11 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             }
             Pending::DataEnd => {
                 self.message_open = false;
+                if accepted {
+                    // A client that delivers is not an abuser (Postfix's hard error limit
+                    // counts errors "without delivering mail" too).
+                    self.bad_commands = 0;
+                }
                 self.reply(&custom.unwrap_or(replies::OK));
                 self.reset_transaction();
             }

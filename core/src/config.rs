@@ -88,7 +88,8 @@ pub struct Limits {
     pub message_size: Option<u64>,
     /// Most recipients per transaction (RFC 5321 4.5.3.1.8 asks for at least 100).
     pub recipients: usize,
-    /// Bad commands tolerated per connection; the next one is answered `421` and closes.
+    /// Bad commands tolerated per connection since its last accepted message; the next one
+    /// is answered `421` and closes.
     pub bad_commands: u32,
 }
 

@@ -2017,6 +2017,28 @@ fn every_kind_of_bad_command_counts_but_sequence_errors_do_not() {
 }
 
 #[test]
+fn an_accepted_message_clears_the_bad_command_count() {
+    let mut c = Client::ehlo();
+    for _ in 0..10 {
+        assert_eq!(c.cmd("RCPT TO:<>").get(..3), Some("503"));
+        c.cmd("MAIL FROM:<a@b.example>");
+        assert_eq!(c.cmd("RCPT TO:<>").get(..3), Some("501"));
+        c.cmd("RSET");
+    }
+    // Ten bad commands so far: the next would close, but a message is delivered first.
+    assert_eq!(
+        c.mail("a@b.example", &["c@d.example"], b"x"),
+        "250 2.0.0 OK\r\n"
+    );
+    for _ in 0..10 {
+        assert_eq!(c.cmd("XFOO").get(..3), Some("500"));
+    }
+    assert!(!c.is_closed());
+    assert_eq!(c.cmd("XFOO").get(..3), Some("421"));
+    assert!(c.is_closed());
+}
+
+#[test]
 fn bad_command_limit_is_configurable_and_aborts_an_open_message() {
     let mut c = ehlo_with(with(|c| c.limits.bad_commands = 0));
     begin(&mut c);
