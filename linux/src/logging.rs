@@ -4,7 +4,10 @@
 
 use std::cell::RefCell;
 use std::fmt::{Debug, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -139,62 +142,107 @@ impl<H: Handler> Handler for Logged<H> {
 }
 
 /// Log output for busy servers: serving threads append each line to a shared buffer, and a
-/// flusher thread writes it to stderr every 50 ms (or at once past 64 KiB), so logging a
-/// message costs no system call on the serving threads.
+/// flusher thread writes it to stderr every 50 ms (sooner past 64 KiB), so logging costs
+/// the serving threads no system call and can never block them: when stderr does not keep
+/// up (a full pipe nobody reads), lines beyond 1 MiB are dropped and counted, and the
+/// count is logged once stderr drains.
 #[derive(Clone, Debug)]
 pub struct BatchedStderr {
-    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    shared: Arc<(Mutex<Pending>, Condvar)>,
+}
+
+/// Log bytes not yet written.
+#[derive(Debug, Default)]
+struct Pending {
+    buffer: Vec<u8>,
+    dropped: u64,
 }
 
 impl BatchedStderr {
     const LIMIT: usize = 64 * 1024;
-    const PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
+    const MAX_PENDING: usize = 1024 * 1024;
+    const PERIOD: Duration = Duration::from_millis(50);
+    /// How long the last flush at exit may wait for stderr.
+    const EXIT_PATIENCE: Duration = Duration::from_secs(1);
 
     /// Starts the flusher thread.
     pub fn start() -> Self {
         let log = BatchedStderr {
-            buffer: Default::default(),
+            shared: Default::default(),
         };
         let flusher = log.clone();
         std::thread::Builder::new()
             .name("smtpd-log".into())
-            .spawn(move || loop {
-                std::thread::sleep(Self::PERIOD);
-                flusher.flush_now();
+            .spawn(move || {
+                let mut spare = Vec::new();
+                loop {
+                    spare = flusher.write_pending(spare, true);
+                }
             })
             .expect("spawn the log flusher thread");
         log
     }
 
-    /// Writes out everything buffered.
-    pub fn flush_now(&self) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if !buffer.is_empty() {
-            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &buffer);
-            buffer.clear();
+    /// Takes what is pending (after up to one period, when `wait`), writes it to stderr
+    /// and returns the emptied buffer for reuse.
+    fn write_pending(&self, spare: Vec<u8>, wait: bool) -> Vec<u8> {
+        let (lock, wake) = &*self.shared;
+        let mut pending = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if wait && pending.buffer.len() < Self::LIMIT {
+            pending = wake
+                .wait_timeout(pending, Self::PERIOD)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+        let mut out = std::mem::replace(&mut pending.buffer, spare);
+        let dropped = std::mem::take(&mut pending.dropped);
+        drop(pending);
+        let mut stderr = std::io::stderr().lock();
+        if dropped > 0 {
+            let _ = writeln!(
+                stderr,
+                "smtpd: {dropped} log lines dropped: stderr was not read fast enough"
+            );
+        }
+        let _ = stderr.write_all(&out);
+        out.clear();
+        out
     }
 
-    /// Appends log bytes; writes them out at once past the limit.
-    pub fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(bytes);
-        if buffer.len() >= Self::LIMIT {
-            std::io::Write::write_all(&mut std::io::stderr().lock(), &buffer)?;
-            buffer.clear();
+    /// Writes out everything pending, waiting at most a second for stderr (at exit).
+    pub fn flush_now(&self) {
+        let log = self.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            log.write_pending(Vec::new(), false);
+            let _ = done.send(());
+        });
+        let _ = finished.recv_timeout(Self::EXIT_PATIENCE);
+    }
+
+    /// Queues log bytes (one or more whole lines); drops them if too much is pending.
+    pub fn append(&self, bytes: &[u8]) {
+        let (lock, wake) = &*self.shared;
+        let mut pending = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.buffer.len() + bytes.len() > Self::MAX_PENDING {
+            pending.dropped += 1;
+            return;
         }
-        Ok(())
+        pending.buffer.extend_from_slice(bytes);
+        if pending.buffer.len() >= Self::LIMIT {
+            wake.notify_one();
+        }
     }
 }
 
 impl std::io::Write for BatchedStderr {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.append(bytes)?;
+        self.append(bytes);
         Ok(bytes.len())
     }
 
+    /// The flusher thread writes; nothing to do here.
     fn flush(&mut self) -> std::io::Result<()> {
-        self.flush_now();
         Ok(())
     }
 }
@@ -235,7 +283,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TextLayer {
             let _ = write!(line, " {:>5} {}:", meta.level(), meta.target());
             event.record(&mut Fields(&mut line));
             line.push('\n');
-            let _ = self.out.append(line.as_bytes());
+            self.out.append(line.as_bytes());
         });
     }
 }

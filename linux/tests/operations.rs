@@ -453,3 +453,58 @@ fn a_peer_that_never_reads_cannot_starve_others() {
     let dropped = eventually(Duration::from_secs(6), || server.open_fds() < fds);
     assert!(dropped, "the flooding connection is still open");
 }
+
+#[test]
+fn a_stderr_nobody_reads_never_stalls_the_server() {
+    let port = common::free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // Piped and never read until the end: the pipe (64 KiB) fills after a few hundred log
+    // lines.
+    let mut child = Command::new(BIN)
+        .args(["-c", "Sink", "--command-timeout", "2", &addr.to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    let started = Instant::now();
+    // About 100 octets of log per session: 1.2 MB, more than the server holds back.
+    for session in 0..12_000 {
+        let mut client = Client::connect(addr);
+        client.set_read_timeout(Duration::from_secs(5));
+        let greeting = client.reply();
+        assert!(
+            greeting.starts_with("220 "),
+            "session {session}: {greeting:?}"
+        );
+        client.expect("QUIT", "221 ");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "sessions slowed down"
+    );
+    // Deadlines still work.
+    let mut idle = Client::connect(addr);
+    idle.set_read_timeout(Duration::from_secs(6));
+    assert!(idle.reply().starts_with("220 "));
+    let reply = idle.reply();
+    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+
+    // Once stderr is read again, the server says how many lines it dropped.
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let text = reader.join().unwrap();
+    assert!(
+        text.contains("log lines dropped"),
+        "{}",
+        &text[text.len().saturating_sub(500)..]
+    );
+}
