@@ -508,3 +508,67 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
         &text[text.len().saturating_sub(500)..]
     );
 }
+
+#[test]
+fn a_stdout_nobody_reads_holds_up_only_the_messages_to_print() {
+    let port = common::free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut child = Command::new(BIN)
+        .args([
+            "-c",
+            "DebuggingServer",
+            "--command-timeout",
+            "2",
+            &addr.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    // 4 KiB messages until one is not answered: stdout (a 64 KiB pipe) is full.
+    let body = format!(
+        "Subject: filler\r\n\r\n{}",
+        ("x".repeat(98) + "\r\n").repeat(40)
+    );
+    let mut waiting = None;
+    for _ in 0..100 {
+        let mut client = Client::connect(addr);
+        client.set_read_timeout(Duration::from_secs(5));
+        client.reply();
+        client.envelope("a@example.org", &["b@example.org"]);
+        client.expect("DATA", "354 ");
+        client.send(body.as_bytes());
+        client.send(b".\r\n");
+        client.set_read_timeout(Duration::from_millis(500));
+        match client.try_reply() {
+            Ok(reply) => assert!(reply.starts_with("250 "), "{reply:?}"),
+            Err(_) => {
+                waiting = Some(client);
+                break;
+            }
+        }
+    }
+    let mut waiting = waiting.expect("stdout never filled up");
+    // Meanwhile other sessions are served, and deadlines fire.
+    let mut other = Client::connect(addr);
+    other.set_read_timeout(Duration::from_secs(5));
+    assert!(other.reply().starts_with("220 "));
+    other.expect("NOOP", "250 ");
+    other.set_read_timeout(Duration::from_secs(6));
+    let reply = other.reply();
+    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+
+    // Reading stdout lets the waiting message through.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut sink);
+    });
+    waiting.set_read_timeout(Duration::from_secs(5));
+    let reply = waiting.reply();
+    assert!(reply.starts_with("250 "), "{reply:?}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    reader.join().unwrap();
+}

@@ -4,7 +4,10 @@
 //! bytes literal (`b'Subject: hi'`), with `b'X-Peer: <ip>'` before the first empty line.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{self, Write as _};
+use std::sync::{mpsc, OnceLock};
+
+use tokio::sync::oneshot;
 
 use crate::message::{Message, OwnedReply, ProcessMessage};
 use smtpd_core::handler::Body;
@@ -51,13 +54,42 @@ impl DebuggingServer {
 
 impl ProcessMessage for DebuggingServer {
     async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
-        let text = self.render(message);
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush())
+        print(self.render(message))
+            .await
             .map_err(|_| OwnedReply::new(451, (4, 3, 0), "Error: could not print message"))
     }
+}
+
+/// A message's text and who waits for it to be printed.
+type PrintJob = (String, oneshot::Sender<io::Result<()>>);
+
+/// Prints `text` to stdout from one printer thread, whole and in arrival order. A stdout
+/// nobody reads holds up only the sessions whose messages wait to be printed, never a
+/// serving thread.
+async fn print(text: String) -> io::Result<()> {
+    static PRINTER: OnceLock<mpsc::Sender<PrintJob>> = OnceLock::new();
+    let printer = PRINTER.get_or_init(|| {
+        let (jobs, queue) = mpsc::channel::<PrintJob>();
+        std::thread::Builder::new()
+            .name("smtpd-stdout".into())
+            .spawn(move || {
+                for (text, printed) in queue {
+                    let mut stdout = io::stdout().lock();
+                    let result = stdout
+                        .write_all(text.as_bytes())
+                        .and_then(|()| stdout.flush());
+                    let _ = printed.send(result);
+                }
+            })
+            .expect("spawn the stdout printer thread");
+        jobs
+    });
+    let (printed, done) = oneshot::channel();
+    printer
+        .send((text, printed))
+        .map_err(|_| io::Error::other("printer thread gone"))?;
+    done.await
+        .unwrap_or_else(|_| Err(io::Error::other("printer thread gone")))
 }
 
 /// The MAIL parameters as Python's `mail_options` list (upper-cased).
