@@ -252,6 +252,10 @@ impl<F: HandlerFactory> Worker<F> {
                 }
             }
         }
+        // The ring may hold the socket open a while after the process exits (its cancelled
+        // accept): stop listening now, so that a new server can bind the port at once and
+        // no connection waits in a backlog nobody accepts from.
+        let _ = socket2::SockRef::from(&listener).shutdown(std::net::Shutdown::Both);
         drop(listener);
         shared.alarms.stop();
         while active.get() > 0 {

@@ -572,3 +572,27 @@ fn a_stdout_nobody_reads_holds_up_only_the_messages_to_print() {
     child.wait().unwrap();
     reader.join().unwrap();
 }
+
+#[test]
+fn a_stopped_server_frees_its_port_at_once() {
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    for round in 0..5 {
+        let mut child = Command::new(BIN)
+            .args(["-c", "Sink", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            common::wait_until_accepts(addr.parse().unwrap(), Duration::from_secs(10)),
+            "round {round}: not listening: {}",
+            std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default()
+        );
+        let mut client = Client::connect(addr.parse().unwrap());
+        client.reply();
+        client.expect("QUIT", "221 ");
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        assert!(child.wait().unwrap().success(), "round {round}");
+    }
+}
