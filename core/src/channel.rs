@@ -153,6 +153,8 @@ struct State<'c, const OUT: usize, A> {
     pending: Option<Pending>,
     /// A `DataAbort` notification to deliver before anything else.
     abort: Option<AbortReason>,
+    /// The transaction was reset, but its envelope stays for the pending `DataAbort`.
+    envelope_stale: bool,
     extended: bool,
     mail: MailParams,
     /// `data_start` was accepted and neither `data_end` nor `data_abort` was raised yet.
@@ -194,6 +196,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 mode: Mode::Command,
                 pending: Some(Pending::Connect),
                 abort: None,
+                envelope_stale: false,
                 extended: false,
                 mail: MailParams::default(),
                 message_open: false,
@@ -345,6 +348,9 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
     pub fn resolve(&mut self, verdict: Verdict<'_>) {
         let s = &mut self.state;
         if s.abort.take().is_some() {
+            if s.envelope_stale {
+                s.clear_envelope();
+            }
             return;
         }
         let Some(pending) = s.pending.take() else {
@@ -579,11 +585,21 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
 
     fn reset_transaction(&mut self) {
         self.abort_message(AbortReason::Reset);
-        self.envelope.reset();
-        self.mail = MailParams::default();
+        if self.abort.is_some() {
+            // The `DataAbort` notification still shows the aborted transaction.
+            self.envelope_stale = true;
+        } else {
+            self.clear_envelope();
+        }
         self.bdat_used = false;
         self.bdat_total = 0;
         self.failure = None;
+    }
+
+    fn clear_envelope(&mut self) {
+        self.envelope.reset();
+        self.mail = MailParams::default();
+        self.envelope_stale = false;
     }
 
     /// The end of DATA (`bdat == None`) or of a BDAT chunk.

@@ -1024,6 +1024,32 @@ fn empty_message_is_accepted() {
 }
 
 #[test]
+fn an_aborted_message_is_reported_with_its_envelope() {
+    let mut c = ehlo_with(with(|c| c.limits.message_size = Some(10)));
+    begin_data(&mut c);
+    assert_eq!(
+        c.send(b"0123456789abc\r\n.\r\nMAIL FROM:<next@b.example>\r\n"),
+        "552 5.3.4 Error: Too much mail data\r\n250 2.1.0 OK\r\n"
+    );
+    let handler = c.handler();
+    assert_eq!(handler.aborts, [AbortReason::TooBig]);
+    assert_eq!(
+        handler.aborted_envelopes,
+        [(Some("a@b.example".into()), vec!["c@d.example".into()])]
+    );
+    // A RSET in the middle of BDAT, too; the next transaction starts clean.
+    assert_eq!(c.cmd("RSET"), "250 2.0.0 OK\r\n");
+    begin(&mut c);
+    c.send(b"BDAT 2\r\nab");
+    assert_eq!(c.cmd("RSET"), "250 2.0.0 OK\r\n");
+    assert_eq!(c.cmd("MAIL FROM:<x@b.example>"), "250 2.1.0 OK\r\n");
+    let handler = c.handler();
+    assert_eq!(handler.aborts[1], AbortReason::Reset);
+    assert_eq!(handler.aborted_envelopes[1].1, ["c@d.example"]);
+    assert_eq!(c.cmd("DATA"), "503 5.5.1 Error: need RCPT command\r\n");
+}
+
+#[test]
 fn message_over_the_size_limit_is_552_after_its_end() {
     let mut c = ehlo_with(with(|c| c.limits.message_size = Some(10)));
     begin_data(&mut c);

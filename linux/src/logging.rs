@@ -96,7 +96,13 @@ impl<H: Handler> Handler for Logged<H> {
     async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         self.size = 0;
         self.started = Some(Instant::now());
-        self.inner.data_start(cx).await
+        let verdict = self.inner.data_start(cx).await;
+        if let Verdict::Reply(reply) = verdict {
+            if !verdict.is_accept() {
+                log_message(self.peer, 0, self.started, cx, &reply.code);
+            }
+        }
+        verdict
     }
 
     async fn data_chunk(&mut self, cx: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {

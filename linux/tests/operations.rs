@@ -363,7 +363,7 @@ fn version_flag() {
 
 #[test]
 fn one_log_line_per_message_and_per_session() {
-    let server = Server::maildir(&[]);
+    let server = Server::maildir(&["-s", "100"]);
     let mut client = server.client();
     client.expect("EHLO client.example", "250");
     client.envelope(
@@ -373,6 +373,10 @@ fn one_log_line_per_message_and_per_session() {
     assert!(client
         .data(b"Subject: logged\r\n\r\nhello\r\n")
         .starts_with("250"));
+    // Too big: refused, and logged with its envelope.
+    client.expect("MAIL FROM:<dave@example.org>", "250 ");
+    client.expect("RCPT TO:<erin@example.net>", "250 ");
+    assert!(client.data(&[b'x'; 300]).starts_with("552 "));
     client.envelope("alice@example.org", &["bob@example.net"]);
     client.send(b"DATA\r\n");
     assert!(client.reply().starts_with("354"));
@@ -386,7 +390,7 @@ fn one_log_line_per_message_and_per_session() {
     );
     let log = server.stderr.text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(" message ")).collect();
-    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(lines.len(), 3, "{log}");
     for field in [
         "peer=127.0.0.1:",
         "from=\"alice@example.org\"",
@@ -397,11 +401,21 @@ fn one_log_line_per_message_and_per_session() {
     ] {
         assert!(lines[0].contains(field), "{field} missing: {}", lines[0]);
     }
-    assert!(
-        lines[1].contains("outcome=aborted: Disconnected"),
-        "{}",
-        lines[1]
-    );
+    for field in [
+        "from=\"dave@example.org\"",
+        "to=erin@example.net",
+        "outcome=aborted: TooBig",
+    ] {
+        assert!(lines[1].contains(field), "{field} missing: {}", lines[1]);
+    }
+    for field in [
+        "from=\"alice@example.org\"",
+        "to=bob@example.net",
+        "size=14",
+        "outcome=aborted: Disconnected",
+    ] {
+        assert!(lines[2].contains(field), "{field} missing: {}", lines[2]);
+    }
     let session = log.lines().find(|l| l.contains(" session ")).unwrap();
     assert!(session.contains("messages=1"), "{session}");
     assert!(session.contains("outcome=Disconnected"), "{session}");

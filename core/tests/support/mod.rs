@@ -47,6 +47,8 @@ pub struct Recorder {
     /// Answers for custom verbs: (verb, reply).
     pub verbs: Vec<(&'static str, Reply<'static>)>,
     pub aborts: Vec<AbortReason>,
+    /// The envelope each aborted message had: reverse-path and recipients.
+    pub aborted_envelopes: Vec<(Option<String>, Vec<String>)>,
 }
 
 impl Handler for Recorder {
@@ -110,9 +112,13 @@ impl Handler for Recorder {
         Verdict::Accept
     }
 
-    async fn data_abort(&mut self, _: &Context<'_>, reason: AbortReason) {
+    async fn data_abort(&mut self, cx: &Context<'_>, reason: AbortReason) {
         self.log.push(format!("abort {reason:?}"));
         self.aborts.push(reason);
+        self.aborted_envelopes.push((
+            cx.mailfrom.map(str::to_owned),
+            cx.rcpttos.clone().map(str::to_owned).collect(),
+        ));
         self.current.clear();
     }
 
