@@ -8,25 +8,22 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use smtpd_core::config::BareNewline;
 use smtpd_core::Config;
 
 use crate::server::Options;
 
 /// A fast, safe SMTP server (a drop-in for Python's `python -m smtpd`).
 #[derive(Parser, Debug)]
-#[command(name = "smtpd", version)]
+#[command(name = "smtpd", version, args_override_self = true)]
 pub struct Args {
     /// Accepted for Python compatibility: smtpd never changes its user id.
     #[arg(short = 'n', long)]
     pub nosetuid: bool,
-    /// Handler class: DebuggingServer, Sink or Maildir (with --maildir).
-    #[arg(
-        short = 'c',
-        long = "class",
-        value_name = "CLASS",
-        default_value = "DebuggingServer"
-    )]
-    pub class: String,
+    /// Handler class: DebuggingServer, Sink or Maildir (with --maildir) [default:
+    /// DebuggingServer, or Maildir with --maildir].
+    #[arg(short = 'c', long = "class", value_name = "CLASS")]
+    pub class: Option<String>,
     /// Largest message in octets, advertised with SIZE (RFC 1870). Without it (or with 0),
     /// as in Python, SIZE is not advertised; messages over 32 MiB still get 552.
     #[arg(short = 's', long, value_name = "SIZE")]
@@ -65,11 +62,29 @@ pub struct Args {
     /// Seconds to wait for the next block of message data (RFC 5321 4.5.3.2.5).
     #[arg(long, value_name = "SECS", default_value_t = 180)]
     pub data_timeout: u64,
+    /// Longest text line of message data, CRLF included (RFC 5321 4.5.3.1.6 says 1000);
+    /// a longer one gets `500` after the end of data [default: no limit, as in Python].
+    #[arg(long, value_name = "OCTETS")]
+    pub max_line_length: Option<usize>,
+    /// A CR or LF that is not part of a CRLF in message data: refuse the message (`550`),
+    /// store it as CRLF, or store it as received. Only CRLF.CRLF ends the data, whatever
+    /// the choice: no SMTP smuggling.
+    #[arg(long, value_enum, default_value_t = BareNewlines::Normalize)]
+    pub bare_newline: BareNewlines,
     /// Seconds sessions may continue after SIGINT/SIGTERM before `421`.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `--bare-newline` (Postfix's `smtpd_forbid_bare_newline`, whose default since 3.9 is
+/// `normalize` too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BareNewlines {
+    Reject,
+    Normalize,
+    Allow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -89,10 +104,15 @@ pub enum Class {
 impl Args {
     /// The handler class, or a one-line error.
     pub fn class(&self) -> Result<Class, String> {
-        let name = self.class.strip_prefix("smtpd.").unwrap_or(&self.class);
+        let Some(class) = &self.class else {
+            return Ok(match &self.maildir {
+                Some(dir) => Class::Maildir(dir.clone()),
+                None => Class::DebuggingServer,
+            });
+        };
+        let name = class.strip_prefix("smtpd.").unwrap_or(class);
         match (name, &self.maildir) {
-            // The default class gives way to --maildir.
-            ("Maildir" | "DebuggingServer", Some(dir)) => Ok(Class::Maildir(dir.clone())),
+            ("Maildir", Some(dir)) => Ok(Class::Maildir(dir.clone())),
             (_, Some(_)) => Err(format!("--maildir cannot be used with class {name}")),
             ("Maildir", None) => Err("class Maildir needs --maildir DIR".into()),
             ("DebuggingServer", None) => Ok(Class::DebuggingServer),
@@ -101,8 +121,7 @@ impl Args {
                 Err(format!("class {name} is not available yet"))
             }
             _ => Err(format!(
-                "unknown class {:?} (try DebuggingServer, Sink or Maildir)",
-                self.class
+                "unknown class {class:?} (try DebuggingServer, Sink or Maildir)"
             )),
         }
     }
@@ -112,10 +131,35 @@ impl Args {
         resolve(&self.local)
     }
 
+    /// Checks what parsing alone cannot: the remote address's form (as Python does, without
+    /// resolving it) and the host name.
+    pub fn validate(&self) -> Result<(), String> {
+        let (_, port) = self
+            .remote
+            .rsplit_once(':')
+            .ok_or_else(|| format!("bad remote spec {:?}: expected host:port", self.remote))?;
+        port.parse::<u16>()
+            .map_err(|_| format!("bad remote port in {:?}", self.remote))?;
+        if self
+            .hostname
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err("--hostname must not be empty".into());
+        }
+        Ok(())
+    }
+
     /// The protocol configuration these arguments ask for.
     pub fn config(&self) -> Config<'static> {
         let hostname = self.hostname.clone().unwrap_or_else(host_name);
         let mut config = Config::new(Box::leak(hostname.into_boxed_str()));
+        config.limits.text_line = self.max_line_length;
+        config.bare_newline = match self.bare_newline {
+            BareNewlines::Reject => BareNewline::Reject,
+            BareNewlines::Normalize => BareNewline::Normalize,
+            BareNewlines::Allow => BareNewline::Allow,
+        };
         match self.size {
             Some(size) if size > 0 => config.limits.message_size = Some(size),
             // Python advertises no SIZE then, and has no limit; memory stays bounded here

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    args.validate()?;
     let class = args.class()?;
     let builder = Server::builder(args.config()).options(args.options()?);
     match class {

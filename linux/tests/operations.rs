@@ -315,17 +315,34 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn unknown_class_is_a_usage_error() {
-    let output = run(
-        &["-c", "NoSuchClass", "127.0.0.1:0"],
-        Duration::from_secs(10),
-    );
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
-    assert!(stderr.starts_with("smtpd: error: "), "{stderr:?}");
-    assert!(stderr.contains("NoSuchClass"), "{stderr:?}");
-    assert!(output.stdout.is_empty(), "{:?}", text(&output.stdout));
+fn usage_errors_are_one_line_and_exit_2() {
+    let maildir = tempfile::tempdir().unwrap();
+    let dir = maildir.path().display().to_string();
+    for (args, mention) in [
+        (vec!["-c", "NoSuchClass", "127.0.0.1:0"], "NoSuchClass"),
+        (vec!["127.0.0.1:0", "upstream"], "upstream"),
+        (vec!["127.0.0.1:0", "upstream:smtp"], "upstream:smtp"),
+        (vec!["--hostname", " ", "127.0.0.1:0"], "--hostname"),
+        (
+            vec!["-c", "DebuggingServer", "--maildir", &dir, "127.0.0.1:0"],
+            "DebuggingServer",
+        ),
+    ] {
+        let output = run(&args, Duration::from_secs(10));
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(stderr.starts_with("smtpd: error: "), "{stderr:?}");
+        assert!(stderr.contains(mention), "{args:?}: {stderr:?}");
+        assert!(output.stdout.is_empty(), "{:?}", text(&output.stdout));
+    }
+}
+
+#[test]
+fn python_style_repeated_flags_are_accepted() {
+    let server = Server::start(&["-n", "-n", "-c", "Sink", "-c", "Sink"]);
+    let mut client = server.client();
+    client.expect("NOOP", "250 ");
 }
 
 #[test]
@@ -609,4 +626,41 @@ fn a_stopped_server_frees_its_port_at_once() {
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         assert!(child.wait().unwrap().success(), "round {round}");
     }
+}
+
+#[test]
+fn long_lines_and_bare_newlines_follow_the_command_line() {
+    let long_line = format!("Subject: long\r\n\r\n{}\r\n", "y".repeat(5000));
+    let bare = b"Subject: bare\r\n\r\nunix\nline\nend\r\n.\r\n".to_vec();
+
+    // Defaults: no line limit (as in Python); bare newlines stored as CRLF.
+    let server = Server::maildir(&[]);
+    let mut client = server.client();
+    client.envelope("a@example.org", &["b@example.org"]);
+    assert!(client.data(long_line.as_bytes()).starts_with("250 "));
+    client.expect("MAIL FROM:<a@example.org>", "250 ");
+    client.expect("RCPT TO:<b@example.org>", "250 ");
+    client.expect("DATA", "354 ");
+    client.send(&bare);
+    assert!(client.reply().starts_with("250 "));
+    let delivered = server.wait_delivered(2, Duration::from_secs(5));
+    let mut contents: Vec<&[u8]> = delivered.iter().map(|m| m.content.as_slice()).collect();
+    contents.sort_by_key(|content| content.len());
+    assert_eq!(contents[0], b"Subject: bare\r\n\r\nunix\r\nline\r\nend\r\n");
+    assert_eq!(contents[1], long_line.as_bytes());
+
+    // Strict: RFC 5321's 1000-octet lines, and bare newlines refused.
+    let server = Server::maildir(&["--max-line-length", "1000", "--bare-newline", "reject"]);
+    let mut client = server.client();
+    client.envelope("a@example.org", &["b@example.org"]);
+    let reply = client.data(long_line.as_bytes());
+    assert!(reply.starts_with("500 5.5.2 "), "{reply:?}");
+    client.expect("MAIL FROM:<a@example.org>", "250 ");
+    client.expect("RCPT TO:<b@example.org>", "250 ");
+    client.expect("DATA", "354 ");
+    client.send(&bare);
+    let reply = client.reply();
+    assert!(reply.starts_with("550 5.5.2 "), "{reply:?}");
+    client.expect("NOOP", "250 ");
+    assert!(server.delivered().is_empty());
 }
