@@ -236,6 +236,7 @@ impl<F: HandlerFactory> Worker<F> {
         let idle = Rc::new(Notify::new());
         let mut shutdown = self.shutdown.clone();
         let mut requested = pin!(shutdown.wait_for(|stop| *stop));
+        let (mut last_accept_error, mut failed_accepts) = (None, 0u64);
         loop {
             let mut accept = pin!(listener.accept());
             let accepted = poll_fn(|cx| match requested.as_mut().poll(cx) {
@@ -247,7 +248,15 @@ impl<F: HandlerFactory> Worker<F> {
                 None => break,
                 Some(Ok((stream, peer))) => self.spawn(stream, peer, &shared, &active, &idle),
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "accept failed");
+                    // Out of descriptors (or memory) until sessions end: wait a little, and
+                    // log it once a second, not at every retry.
+                    let now = std::time::Instant::now();
+                    if last_accept_error.is_none_or(|at| now - at >= Duration::from_secs(1)) {
+                        tracing::warn!(%error, retries = failed_accepts, "accept failed");
+                        last_accept_error = Some(now);
+                        failed_accepts = 0;
+                    }
+                    failed_accepts += 1;
                     compio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
