@@ -43,8 +43,9 @@ pub mod capacity {
     pub const OUT: usize = 1024;
     pub const ENVELOPE: usize = 3072;
     /// An envelope arena that holds 100 forward-paths of the longest kind (256 octets with
-    /// their brackets, RFC 5321 4.5.3.1.3), plus the HELO argument and the reverse-path.
-    pub const ENVELOPE_FOR_100_LONGEST: usize = 100 * 256 + 1024;
+    /// their brackets, RFC 5321 4.5.3.1.3), plus the HELO argument and the MAIL line's
+    /// reverse-path and parameters (at most 505 + 536 octets).
+    pub const ENVELOPE_FOR_100_LONGEST: usize = 100 * 256 + 1536;
 }
 
 /// Something the application must decide on (or be told about).
@@ -102,6 +103,8 @@ enum Pending {
     Mail {
         from: Span,
         params: MailParams,
+        /// The parameters as written.
+        written: Span,
     },
     Rcpt {
         to: Span,
@@ -327,7 +330,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 domain: domain.get(line),
                 extended,
             },
-            Pending::Mail { from, params } => Event::Mail {
+            Pending::Mail { from, params, .. } => Event::Mail {
                 from: from.get(line),
                 params,
             },
@@ -456,6 +459,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             seen_greeting: s.envelope.greeting(),
             extended_smtp: s.extended,
             mailfrom: s.envelope.mailfrom(),
+            mail_parameters: s.envelope.mail_parameters(),
             rcpttos: s.envelope.rcpttos(),
             mail_params: s.mail,
         }
@@ -709,6 +713,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 if self.envelope.mailfrom().is_some() {
                     return self.reply(&replies::NESTED_MAIL);
                 }
+                let written = Span::of(line, params.0);
                 let params = match self.mail_params(params) {
                     Ok(params) => params,
                     Err(reply) => return self.reply(&reply),
@@ -719,6 +724,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 self.raise(Pending::Mail {
                     from: Span::of(line, from.mailbox),
                     params,
+                    written,
                 });
             }
             Command::Rcpt { to, params } => {
@@ -960,9 +966,17 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                     }
                 }
             }
-            Pending::Mail { from, params } => {
+            Pending::Mail {
+                from,
+                params,
+                written,
+            } => {
                 if accepted {
-                    if self.envelope.set_mailfrom(from.get(line)).is_err() {
+                    if self
+                        .envelope
+                        .set_mailfrom(from.get(line), written.get(line))
+                        .is_err()
+                    {
                         return self.reply(&replies::INSUFFICIENT_STORAGE);
                     }
                     self.mail = params;

@@ -1,13 +1,15 @@
 //! Compact storage for the session's greeting and the transaction's envelope.
 //!
 //! Everything lives in one byte arena that the frontend supplies: the HELO/EHLO argument,
-//! then the reverse-path, then each forward-path as a 2-octet length and its octets. The
+//! then the reverse-path and the MAIL parameters as the client wrote them, then each
+//! forward-path as a 2-octet length and its octets. The
 //! default is an inline array (3 KiB: 100 recipients of ordinary length). A server may
 //! pass a zero-filled heap slice instead: pages it never writes cost no memory, so 26 KiB
 //! give every connection room for 100 recipients of the longest kind (RFC 5321 4.5.3.1.8,
 //! 4.5.3.1.3) at the memory cost of the recipients it really gets.
 //!
-//! Invariant: `arena[..len]` holds the greeting and reverse-path as whole `str`s, then
+//! Invariant: `arena[..len]` holds the greeting, reverse-path and parameters as whole
+//! `str`s, then
 //! `rcpts` records of a little-endian `u16` length and that many octets of a whole `str`.
 //! Only the first `u16::MAX` octets of an arena are used.
 
@@ -35,6 +37,8 @@ pub struct Envelope<A> {
     greeted: bool,
     /// `arena[greeting_end..mailfrom_end]` is the reverse-path, once MAIL was accepted.
     mailfrom_end: Option<u16>,
+    /// `arena[mailfrom_end..parameters_end]` are the MAIL parameters.
+    parameters_end: u16,
     /// Forward-paths recorded after the reverse-path.
     rcpts: u16,
 }
@@ -48,6 +52,7 @@ impl<A: Arena> Envelope<A> {
             greeting_end: 0,
             greeted: false,
             mailfrom_end: None,
+            parameters_end: 0,
             rcpts: 0,
         }
     }
@@ -67,17 +72,27 @@ impl<A: Arena> Envelope<A> {
         self.greeted.then(|| self.str(0, self.greeting_end))
     }
 
-    /// Records the reverse-path (empty for `<>`). Requires a reset transaction.
-    pub fn set_mailfrom(&mut self, mailfrom: &str) -> Result<(), Full> {
+    /// Records the reverse-path (empty for `<>`) and the MAIL parameters as written.
+    /// Requires a reset transaction.
+    pub fn set_mailfrom(&mut self, mailfrom: &str, parameters: &str) -> Result<(), Full> {
         self.reset();
         self.push(mailfrom.as_bytes())?;
-        self.mailfrom_end = Some(self.len);
+        let mailfrom_end = self.len;
+        self.push(parameters.as_bytes())?;
+        self.mailfrom_end = Some(mailfrom_end);
+        self.parameters_end = self.len;
         Ok(())
     }
 
     pub fn mailfrom(&self) -> Option<&str> {
         self.mailfrom_end
             .map(|end| self.str(self.greeting_end, end))
+    }
+
+    /// The MAIL parameters as the client wrote them (empty before MAIL).
+    pub fn mail_parameters(&self) -> &str {
+        self.mailfrom_end
+            .map_or("", |start| self.str(start, self.parameters_end))
     }
 
     /// Appends a forward-path.
@@ -103,7 +118,10 @@ impl<A: Arena> Envelope<A> {
 
     /// The forward-paths, in RCPT order.
     pub fn rcpttos(&self) -> Rcpttos<'_> {
-        let start = self.mailfrom_end.unwrap_or(self.greeting_end);
+        let start = match self.mailfrom_end {
+            Some(_) => self.parameters_end,
+            None => self.greeting_end,
+        };
         Rcpttos {
             records: &self.arena.as_ref()[usize::from(start)..usize::from(self.len)],
             remaining: self.rcpts,
@@ -114,6 +132,7 @@ impl<A: Arena> Envelope<A> {
     pub fn reset(&mut self) {
         self.len = self.greeting_end;
         self.mailfrom_end = None;
+        self.parameters_end = self.greeting_end;
         self.rcpts = 0;
     }
 
@@ -175,27 +194,33 @@ mod tests {
         let mut env = Envelope::new([0u8; 64]);
         assert_eq!(env.greeting(), None);
         env.set_greeting("client.example").unwrap();
-        env.set_mailfrom("a@b").unwrap();
+        assert_eq!(env.mail_parameters(), "");
+        env.set_mailfrom("a@b", "size=10 BODY=8bitmime").unwrap();
         env.add_rcpt("c@d").unwrap();
         env.add_rcpt("é@f").unwrap();
         env.add_rcpt("").unwrap();
         assert_eq!(env.greeting(), Some("client.example"));
         assert_eq!(env.mailfrom(), Some("a@b"));
+        assert_eq!(env.mail_parameters(), "size=10 BODY=8bitmime");
         assert!(env.rcpttos().eq(["c@d", "é@f", ""]));
         assert_eq!(env.rcpttos().len(), 3);
         env.reset();
         assert_eq!((env.mailfrom(), env.rcpt_count()), (None, 0));
         assert_eq!(env.rcpttos().next(), None);
         assert_eq!(env.greeting(), Some("client.example"));
-        env.set_mailfrom("").unwrap();
-        assert_eq!(env.mailfrom(), Some(""));
+        assert_eq!(env.mail_parameters(), "");
+        env.set_mailfrom("", "SIZE=1").unwrap();
+        assert_eq!(
+            (env.mailfrom(), env.mail_parameters()),
+            (Some(""), "SIZE=1")
+        );
     }
 
     #[test]
     fn a_full_arena_is_reported_and_keeps_what_it_has() {
         let mut env = Envelope::new([0u8; 16]);
         env.set_greeting("h").unwrap();
-        env.set_mailfrom("a@b").unwrap();
+        env.set_mailfrom("a@b", "").unwrap();
         // 12 octets left: a 10-octet path and its length.
         assert!(env.has_room_for("0123456789"));
         assert!(!env.has_room_for("0123456789a"));
@@ -213,7 +238,7 @@ mod tests {
         let mut storage = [0u8; 70_000];
         let mut env = Envelope::new(&mut storage[..]);
         env.set_greeting("h").unwrap();
-        env.set_mailfrom("a@b").unwrap();
+        env.set_mailfrom("a@b", "").unwrap();
         let path = "p".repeat(254);
         while env.has_room_for(&path) {
             env.add_rcpt(&path).unwrap();

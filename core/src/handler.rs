@@ -107,6 +107,9 @@ pub struct Context<'a> {
     pub extended_smtp: bool,
     /// The reverse-path, once MAIL was accepted; empty for `<>`.
     pub mailfrom: Option<&'a str>,
+    /// The accepted MAIL's parameters as the client wrote them (`size=10 BODY=8BITMIME`);
+    /// Python's `mail_options` are these, upper-cased and split.
+    pub mail_parameters: &'a str,
     /// The accepted forward-paths.
     pub rcpttos: Rcpttos<'a>,
     /// The accepted MAIL's parameters.

@@ -52,6 +52,9 @@ pub struct Message<'a> {
     /// The HELO/EHLO argument.
     pub helo: Option<&'a str>,
     pub params: MailParams,
+    /// The MAIL parameters as the client wrote them; Python's `mail_options` are these,
+    /// upper-cased and split at blanks.
+    pub mail_parameters: &'a str,
 }
 
 /// Receives whole messages.
@@ -106,6 +109,7 @@ impl<P: ProcessMessage> Handler for Buffered<P> {
             data: &self.data,
             helo: cx.seen_greeting,
             params: cx.mail_params,
+            mail_parameters: cx.mail_parameters,
         };
         self.reply = self.inner.process_message(&message).await.err();
         release(&mut self.data);

@@ -413,6 +413,11 @@ for port in (theirs, ours):
     s.sendmail('\u00fc@example.org', ['d@\u00e9.example'], 'Subject: u\r\n\r\n\u00fc\r\n'.encode(),
                mail_options=['SMTPUTF8'])
     s.quit()
+    for options in (['BODY=8BITMIME'], ['body=7bit', 'SMTPUTF8'], ['SMTPUTF8', 'Body=8BitMime']):
+        s = smtplib.SMTP('127.0.0.1', port, local_hostname='client.example', timeout=30)
+        s.ehlo()
+        s.sendmail('a@example.org', ['d@example.org'], b'S: o\r\n\r\nb\r\n', mail_options=options)
+        s.quit()
     s = smtplib.SMTP('127.0.0.1', port, local_hostname='client.example', timeout=30)
     s.helo('client.example')
     s.sendmail('a@example.org', ['d@example.org'], b'S: 1\r\n\r\nb\r\n')
@@ -424,7 +429,7 @@ sys.stdout.write(ref.communicate(timeout=10)[0].decode('utf-8', 'replace'))
     let expected = python(driver, &[reference, &server.port().to_string()]);
     let end = "------------ END MESSAGE ------------";
     let messages = expected.matches(end).count();
-    assert_eq!(messages, 15, "Python printed:\n{expected}");
+    assert_eq!(messages, 18, "Python printed:\n{expected}");
     assert!(
         server
             .stdout

@@ -10,7 +10,6 @@ use std::sync::{mpsc, OnceLock};
 use tokio::sync::oneshot;
 
 use crate::message::{Message, OwnedReply, ProcessMessage};
-use smtpd_core::handler::Body;
 
 /// Prints every message between `---------- MESSAGE FOLLOWS ----------` and
 /// `------------ END MESSAGE ------------`.
@@ -31,10 +30,14 @@ impl DebuggingServer {
             }
         }
         out.push_str("---------- MESSAGE FOLLOWS ----------\n");
-        let options = mail_options(message);
+        // Python's `mail_options`: the parameters as written, upper-cased.
+        let options: Vec<String> = message
+            .mail_parameters
+            .split_ascii_whitespace()
+            .map(|option| format!("'{}'", option.to_uppercase()))
+            .collect();
         if !options.is_empty() {
-            let quoted: Vec<String> = options.iter().map(|o| format!("'{o}'")).collect();
-            let _ = writeln!(out, "mail options: [{}]", quoted.join(", "));
+            let _ = writeln!(out, "mail options: [{}]", options.join(", "));
         }
         let mut in_headers = true;
         let data = python_received_data(message.data);
@@ -90,24 +93,6 @@ async fn print(text: String) -> io::Result<()> {
         .map_err(|_| io::Error::other("printer thread gone"))?;
     done.await
         .unwrap_or_else(|_| Err(io::Error::other("printer thread gone")))
-}
-
-/// The MAIL parameters as Python's `mail_options` list (upper-cased).
-fn mail_options(message: &Message<'_>) -> Vec<String> {
-    let params = message.params;
-    let mut options = Vec::new();
-    if let Some(size) = params.size {
-        options.push(format!("SIZE={size}"));
-    }
-    match params.body {
-        Body::SevenBit => {}
-        Body::EightBitMime => options.push("BODY=8BITMIME".into()),
-        Body::BinaryMime => options.push("BODY=BINARYMIME".into()),
-    }
-    if params.smtputf8 {
-        options.push("SMTPUTF8".into());
-    }
-    options
 }
 
 /// The data as Python's `SMTPChannel` hands it on: without the CRLF that ends the last
@@ -187,7 +172,7 @@ pub fn python_bytes_repr(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smtpd_core::handler::MailParams;
+    use smtpd_core::handler::{Body, MailParams};
 
     #[test]
     fn bytes_repr_matches_python() {
@@ -211,12 +196,14 @@ mod tests {
             helo: Some("client"),
             params: MailParams {
                 size: Some(12),
+                body: Body::EightBitMime,
                 ..MailParams::default()
             },
+            mail_parameters: "body=8bitmime  size=12",
         };
         assert_eq!(
             DebuggingServer::default().render(&message),
-            "---------- MESSAGE FOLLOWS ----------\nmail options: ['SIZE=12']\n\
+            "---------- MESSAGE FOLLOWS ----------\nmail options: ['BODY=8BITMIME', 'SIZE=12']\n\
              b'Subject: x'\nb'From: a@b'\nb'X-Peer: 127.0.0.1'\nb''\nb'body'\n\
              ------------ END MESSAGE ------------\n"
         );
@@ -236,8 +223,8 @@ mod tests {
             assert_eq!(
                 rendered,
                 format!(
-                    "---------- MESSAGE FOLLOWS ----------\nmail options: ['SIZE=12']\n\
-                     {lines}------------ END MESSAGE ------------\n"
+                    "---------- MESSAGE FOLLOWS ----------\nmail options: ['BODY=8BITMIME', \
+                     'SIZE=12']\n{lines}------------ END MESSAGE ------------\n"
                 ),
                 "{data:?}"
             );
