@@ -290,6 +290,15 @@ fn a_message_that_cannot_be_stored_gets_451_and_leaves_no_file() {
     assert!(reply.starts_with("250 "), "{reply:?}");
     assert_eq!(server.delivered().len(), 1);
     assert!(server.files_in("tmp").is_empty());
+    // Private to the server's user, named after this host (maildir(5)).
+    let name = &server.files_in("new")[0];
+    let mode = std::fs::metadata(new.join(name)).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(name.ends_with(&format!(".{}", host.trim())), "{name}");
 }
 
 /// Runs the binary to completion (killed after `timeout`).

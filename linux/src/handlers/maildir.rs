@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use compio::buf::BufResult;
@@ -53,7 +53,13 @@ impl Maildir {
 
     async fn start(&mut self, cx: &Context<'_>) -> io::Result<()> {
         let name = unique_name();
-        let file = File::create(self.dir.join("tmp").join(&name)).await?;
+        // Mail is private: readable by the server's user only.
+        let file = compio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.dir.join("tmp").join(&name))
+            .await?;
         let mut buffer = Vec::with_capacity(WRITE_SIZE);
         let mailfrom = cx.mailfrom.unwrap_or_default();
         buffer.extend_from_slice(format!("X-Envelope-From: <{mailfrom}>\n").as_bytes());
@@ -173,11 +179,18 @@ impl Handler for Maildir {
 /// `<seconds>.M<micros>P<pid>Q<counter>.<host>`, unique per process (maildir(5)).
 fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static HOST: OnceLock<String> = OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        // maildir(5): '/' and ':' in the host name are written in octal.
+        crate::cli::host_name()
+            .replace('/', "\\057")
+            .replace(':', "\\072")
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     format!(
-        "{}.M{}P{}Q{}.smtpd",
+        "{}.M{}P{}Q{}.{host}",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id(),
