@@ -31,8 +31,10 @@ use crate::server::Clock;
 /// How a session ended, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The session closed itself (QUIT, 421 after errors or timeout, refused connect).
+    /// The session closed itself (QUIT, 421 after too many errors, refused connect).
     Closed,
+    /// The client kept the session waiting past a timeout (`421 4.4.2`).
+    TimedOut,
     /// The client went away without QUIT.
     Disconnected,
     /// Ended by server shutdown.
@@ -136,6 +138,9 @@ pub(crate) async fn serve<H: Handler>(
                         outcome = Outcome::Shutdown;
                     } else {
                         session.handle_timeout(clock.now()).await;
+                        if session.is_closed() {
+                            outcome = Outcome::TimedOut;
+                        }
                     }
                 }
                 Wake::Shutdown => {

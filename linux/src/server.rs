@@ -246,7 +246,11 @@ impl<F: HandlerFactory> Worker<F> {
             .await;
             match accepted {
                 None => break,
-                Some(Ok((stream, peer))) => self.spawn(stream, peer, &shared, &active, &idle),
+                Some(Ok((stream, peer))) => {
+                    // An IPv4 client of a dual-stack listener, as the IPv4 address it is.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    self.spawn(stream, peer, &shared, &active, &idle)
+                }
                 Some(Err(error)) => {
                     // Out of descriptors (or memory) until sessions end: wait a little, and
                     // log it once a second, not at every retry.
@@ -377,7 +381,8 @@ fn bind_listeners(
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
+            // `[::]` serves IPv4 too, as `0.0.0.0` and `::` together would.
+            socket.set_only_v6(!addr.ip().is_unspecified())?;
         }
         socket.bind(&addr.into())?;
         socket.listen(backlog)?;

@@ -121,6 +121,28 @@ fn smtplib_over_ipv6_loopback() {
 }
 
 #[test]
+fn the_ipv6_any_address_serves_ipv4_clients_too() {
+    let server = Server::maildir_on(Ipv6Addr::UNSPECIFIED.into(), &[]);
+    for host in ["127.0.0.1", "::1"] {
+        let out = python(
+            "import smtplib, sys\n\
+             s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), local_hostname='c.example', timeout=60)\n\
+             print(s.sendmail('a@example.org', ['b@example.org'], b'Subject: any\\r\\n\\r\\nx\\r\\n'))\n\
+             print(s.quit())\n",
+            &[host, &server.port().to_string()],
+        );
+        assert_eq!(out, "{}\n(221, b'2.0.0 Bye')\n", "{host}");
+    }
+    // IPv4 clients appear as IPv4 addresses, not as ::ffff:127.0.0.1.
+    let both = |log: &str| log.contains("peer=127.0.0.1:") && log.contains("peer=[::1]:");
+    assert!(
+        server.stderr.wait_for(Duration::from_secs(5), both),
+        "{}",
+        server.stderr.text()
+    );
+}
+
+#[test]
 fn smtplib_send_message() {
     let server = Server::maildir(&[]);
     // Prints the refused dict, then the bytes smtplib sent (its own flattening, Bcc removed).

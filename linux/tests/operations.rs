@@ -58,6 +58,12 @@ fn command_timeout_closes_idle_connection() {
         server.open_fds()
     );
     drop(client);
+    assert!(
+        server.stderr.wait_for(Duration::from_secs(2), |log| log
+            .contains("outcome=TimedOut")),
+        "{}",
+        server.stderr.text()
+    );
 
     // The timer restarts with every reply: a session that keeps talking stays.
     let mut client = server.client();
