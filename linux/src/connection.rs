@@ -26,6 +26,7 @@ use smtpd_core::{Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
 use crate::arena::PageArena;
+use crate::logging::Traffic;
 use crate::server::Clock;
 
 /// How a session ended, for the log.
@@ -86,7 +87,17 @@ pub(crate) async fn serve<H: Handler>(
     let patience = shared.config.timeouts.command;
     session.handle_input(&[], clock.now()).await;
     loop {
-        match write_output(&stream, &mut session, output, &alarm, patience, grace_until).await {
+        match write_output(
+            &stream,
+            peer,
+            &mut session,
+            output,
+            &alarm,
+            patience,
+            grace_until,
+        )
+        .await
+        {
             Ok(buffer) => output = buffer,
             Err(()) => {
                 session.handle_disconnect().await;
@@ -154,8 +165,16 @@ pub(crate) async fn serve<H: Handler>(
             if session.is_closed() {
                 // Nothing more is wanted: the reply goes out, then dropping the read
                 // cancels it and dropping the stream closes the connection.
-                let _ = write_output(&stream, &mut session, output, &alarm, patience, grace_until)
-                    .await;
+                let _ = write_output(
+                    &stream,
+                    peer,
+                    &mut session,
+                    output,
+                    &alarm,
+                    patience,
+                    grace_until,
+                )
+                .await;
                 return (outcome, session.into_handler());
             }
         };
@@ -165,7 +184,9 @@ pub(crate) async fn serve<H: Handler>(
                 session.handle_disconnect().await;
                 return (Outcome::Disconnected, session.into_handler());
             }
-            Ok(_) => {
+            Ok(received) => {
+                let new = &input[input.len() - received..];
+                tracing::debug!(%peer, "received {}", Traffic(new));
                 let used = session.handle_input(&input, clock.now()).await;
                 input.drain(..used);
             }
@@ -180,6 +201,7 @@ pub(crate) async fn serve<H: Handler>(
 /// for `patience` (or past the end of the grace period).
 async fn write_output<H: Handler>(
     stream: &TcpStream,
+    peer: SocketAddr,
     session: &mut ServerSession<H>,
     mut buffer: Vec<u8>,
     alarm: &Alarm,
@@ -189,6 +211,7 @@ async fn write_output<H: Handler>(
     if session.output().is_empty() {
         return Ok(buffer);
     }
+    tracing::debug!(%peer, "sending {}", Traffic(session.output()));
     let sent = send_now(stream, session.output());
     session.consume_output(sent);
     if session.output().is_empty() {

@@ -147,6 +147,21 @@ impl<H: Handler> Handler for Logged<H> {
     }
 }
 
+/// Octets received or sent, for debug logs: escaped, and cut after 200 of them.
+pub(crate) struct Traffic<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Traffic<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 200;
+        let shown = &self.0[..self.0.len().min(SHOWN)];
+        write!(f, "{} octets: \"{}\"", self.0.len(), shown.escape_ascii())?;
+        if shown.len() < self.0.len() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
 /// Log output for busy servers: serving threads append each line to a shared buffer, and a
 /// flusher thread writes it to stderr every 50 ms (sooner past 64 KiB), so logging costs
 /// the serving threads no system call and can never block them: when stderr does not keep

@@ -67,9 +67,12 @@ fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), St
 
 /// Logs go to stderr through a batching writer (see [`BatchedStderr`]).
 fn init_logging(args: &Args) -> BatchedStderr {
-    let level = if args.debug { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // -d asks for the traffic whatever RUST_LOG says; otherwise RUST_LOG, or info.
+    let filter = match args.debug {
+        true => tracing_subscriber::EnvFilter::new("info,smtpd=debug,smtpd_linux=debug"),
+        false => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     let log = BatchedStderr::start();
     let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {

@@ -679,3 +679,19 @@ fn long_lines_and_bare_newlines_follow_the_command_line() {
     client.expect("NOOP", "250 ");
     assert!(server.delivered().is_empty());
 }
+
+#[test]
+fn debug_flag_logs_the_traffic() {
+    let server = Server::start(&["-d", "-c", "Sink"]);
+    let mut client = server.client();
+    client.expect("NOOP", "250 ");
+    let traffic = |log: &str| {
+        log.contains(r#"received 6 octets: "NOOP\r\n""#)
+            && log.contains(r#"sending 14 octets: "250 2.0.0 OK\r\n""#)
+    };
+    assert!(
+        server.stderr.wait_for(Duration::from_secs(5), traffic),
+        "{}",
+        server.stderr.text()
+    );
+}
