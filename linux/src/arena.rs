@@ -19,8 +19,9 @@ use smtpd_core::channel::capacity::ENVELOPE_FOR_100_LONGEST;
 const SIZE: usize = ENVELOPE_FOR_100_LONGEST.next_multiple_of(4096);
 const _: () = assert!(SIZE >= ENVELOPE_FOR_100_LONGEST && SIZE % 4096 == 0);
 
-/// Free arenas kept per thread; beyond this, ended connections unmap theirs.
-const KEEP: usize = 4096;
+/// Free arenas kept per thread (at most 7 MiB, if all were full); beyond this, ended
+/// connections unmap theirs.
+const KEEP: usize = 256;
 
 thread_local! {
     static FREE: RefCell<Vec<NonNull<u8>>> = const { RefCell::new(Vec::new()) };
