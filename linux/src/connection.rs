@@ -84,20 +84,15 @@ pub(crate) async fn serve<H: Handler>(
     let alarm = shared.alarms.register();
     // A peer may leave replies unread as long as it may stay silent (RFC 5321 gives no
     // write timeout; Postfix uses its command timeout too), and not past the grace period.
-    let patience = shared.config.timeouts.command;
+    let replies = Replies {
+        stream: &stream,
+        peer,
+        alarm: &alarm,
+        patience: shared.config.timeouts.command,
+    };
     session.handle_input(&[], clock.now()).await;
     loop {
-        match write_output(
-            &stream,
-            peer,
-            &mut session,
-            output,
-            &alarm,
-            patience,
-            grace_until,
-        )
-        .await
-        {
+        match replies.write(&mut session, output, grace_until).await {
             Ok(buffer) => output = buffer,
             Err(()) => {
                 session.handle_disconnect().await;
@@ -165,16 +160,7 @@ pub(crate) async fn serve<H: Handler>(
             if session.is_closed() {
                 // Nothing more is wanted: the reply goes out, then dropping the read
                 // cancels it and dropping the stream closes the connection.
-                let _ = write_output(
-                    &stream,
-                    peer,
-                    &mut session,
-                    output,
-                    &alarm,
-                    patience,
-                    grace_until,
-                )
-                .await;
+                let _ = replies.write(&mut session, output, grace_until).await;
                 return (outcome, session.into_handler());
             }
         };
@@ -195,46 +181,63 @@ pub(crate) async fn serve<H: Handler>(
     (outcome, session.into_handler())
 }
 
-/// Writes all pending session output; returns the buffer for reuse. Replies are small and
-/// the socket almost always has room, so one `send` goes first; what it cannot take goes
-/// through the ring. Fails on a write error, or when the peer leaves the replies unread
-/// for `patience` (or past the end of the grace period).
-async fn write_output<H: Handler>(
-    stream: &TcpStream,
+/// What writing a connection's replies needs besides the session.
+#[derive(Clone, Copy)]
+struct Replies<'a> {
+    stream: &'a TcpStream,
+    /// For the debug log.
     peer: SocketAddr,
-    session: &mut ServerSession<H>,
-    mut buffer: Vec<u8>,
-    alarm: &Alarm,
+    alarm: &'a Alarm,
+    /// How long the peer may leave replies unread.
     patience: Duration,
-    grace_until: Option<StdInstant>,
-) -> Result<Vec<u8>, ()> {
-    if session.output().is_empty() {
-        return Ok(buffer);
-    }
-    tracing::debug!(%peer, "sending {}", Traffic(session.output()));
-    let sent = send_now(stream, session.output());
-    session.consume_output(sent);
-    if session.output().is_empty() {
-        return Ok(buffer);
-    }
-    buffer.clear();
-    buffer.extend_from_slice(session.output());
-    let written = buffer.len();
-    let now = StdInstant::now();
-    let give_up = grace_until.map_or(now + patience, |grace| grace.max(now).min(now + patience));
-    alarm.set(Some(give_up));
-    let mut writer = stream;
-    let mut write = pin!(writer.write_all(buffer));
-    let done = poll_fn(|cx| {
-        if let Poll::Ready(BufResult(result, buffer)) = write.as_mut().poll(cx) {
-            return Poll::Ready(result.ok().map(|()| buffer));
+}
+
+impl Replies<'_> {
+    /// Writes all pending session output; returns the buffer for reuse. Replies are small
+    /// and the socket almost always has room, so one `send` goes first; what it cannot take
+    /// goes through the ring. Fails on a write error, or when the peer leaves the replies
+    /// unread for `patience` (or past the end of the grace period).
+    async fn write<H: Handler>(
+        &self,
+        session: &mut ServerSession<H>,
+        mut buffer: Vec<u8>,
+        grace_until: Option<StdInstant>,
+    ) -> Result<Vec<u8>, ()> {
+        let Replies {
+            stream,
+            peer,
+            alarm,
+            patience,
+        } = *self;
+        if session.output().is_empty() {
+            return Ok(buffer);
         }
-        alarm.poll_fired(cx).map(|()| None)
-    })
-    .await;
-    let buffer = done.ok_or(())?;
-    session.consume_output(written);
-    Ok(buffer)
+        tracing::debug!(%peer, "sending {}", Traffic(session.output()));
+        let sent = send_now(stream, session.output());
+        session.consume_output(sent);
+        if session.output().is_empty() {
+            return Ok(buffer);
+        }
+        buffer.clear();
+        buffer.extend_from_slice(session.output());
+        let written = buffer.len();
+        let now = StdInstant::now();
+        let give_up =
+            grace_until.map_or(now + patience, |grace| grace.max(now).min(now + patience));
+        alarm.set(Some(give_up));
+        let mut writer = stream;
+        let mut write = pin!(writer.write_all(buffer));
+        let done = poll_fn(|cx| {
+            if let Poll::Ready(BufResult(result, buffer)) = write.as_mut().poll(cx) {
+                return Poll::Ready(result.ok().map(|()| buffer));
+            }
+            alarm.poll_fired(cx).map(|()| None)
+        })
+        .await;
+        let buffer = done.ok_or(())?;
+        session.consume_output(written);
+        Ok(buffer)
+    }
 }
 
 /// Sends what the socket takes without blocking; returns the count (0 on any error: the

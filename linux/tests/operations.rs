@@ -500,6 +500,26 @@ fn a_peer_that_never_reads_cannot_starve_others() {
     assert!(dropped, "the flooding connection is still open");
 }
 
+/// A new session on `addr` is greeted, answered, and ended by a 2 s command timeout.
+fn served_and_timed_out(addr: std::net::SocketAddr) {
+    let mut client = Client::connect(addr);
+    client.set_read_timeout(Duration::from_secs(5));
+    assert!(client.reply().starts_with("220 "));
+    client.expect("NOOP", "250 ");
+    client.set_read_timeout(Duration::from_secs(6));
+    let reply = client.reply();
+    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+}
+
+/// Reads `pipe` to its end on another thread.
+fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
 #[test]
 fn a_stderr_nobody_reads_never_stalls_the_server() {
     let port = common::free_port();
@@ -530,24 +550,14 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
         started.elapsed() < Duration::from_secs(60),
         "sessions slowed down"
     );
-    // Deadlines still work.
-    let mut idle = Client::connect(addr);
-    idle.set_read_timeout(Duration::from_secs(6));
-    assert!(idle.reply().starts_with("220 "));
-    let reply = idle.reply();
-    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+    served_and_timed_out(addr);
 
     // Once stderr is read again, the server says how many lines it dropped.
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
+    let reader = read_all(child.stderr.take().unwrap());
     thread::sleep(Duration::from_millis(300));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
-    let text = reader.join().unwrap();
+    let text = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
     assert!(
         text.contains("log lines dropped"),
         "{}",
@@ -597,20 +607,10 @@ fn a_stdout_nobody_reads_holds_up_only_the_messages_to_print() {
     }
     let mut waiting = waiting.expect("stdout never filled up");
     // Meanwhile other sessions are served, and deadlines fire.
-    let mut other = Client::connect(addr);
-    other.set_read_timeout(Duration::from_secs(5));
-    assert!(other.reply().starts_with("220 "));
-    other.expect("NOOP", "250 ");
-    other.set_read_timeout(Duration::from_secs(6));
-    let reply = other.reply();
-    assert!(reply.starts_with("421 4.4.2 "), "{reply:?}");
+    served_and_timed_out(addr);
 
     // Reading stdout lets the waiting message through.
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut sink);
-    });
+    let reader = read_all(child.stdout.take().unwrap());
     waiting.set_read_timeout(Duration::from_secs(5));
     let reply = waiting.reply();
     assert!(reply.starts_with("250 "), "{reply:?}");
