@@ -76,6 +76,9 @@ impl<A: Arena> Envelope<A> {
     /// Requires a reset transaction.
     pub fn set_mailfrom(&mut self, mailfrom: &str, parameters: &str) -> Result<(), Full> {
         self.reset();
+        if self.room() < mailfrom.len() + parameters.len() {
+            return Err(Full);
+        }
         self.push(mailfrom.as_bytes())?;
         let mailfrom_end = self.len;
         self.push(parameters.as_bytes())?;
@@ -109,7 +112,7 @@ impl<A: Arena> Envelope<A> {
 
     /// Whether `rcpt` would fit.
     pub fn has_room_for(&self, rcpt: &str) -> bool {
-        self.capacity() - usize::from(self.len) >= LENGTH + rcpt.len() && self.rcpts < u16::MAX
+        self.room() >= LENGTH + rcpt.len() && self.rcpts < u16::MAX
     }
 
     pub fn rcpt_count(&self) -> usize {
@@ -141,6 +144,11 @@ impl<A: Arena> Envelope<A> {
         self.arena.as_ref().len().min(usize::from(u16::MAX))
     }
 
+    /// Octets still free.
+    fn room(&self) -> usize {
+        self.capacity() - usize::from(self.len)
+    }
+
     fn push(&mut self, octets: &[u8]) -> Result<(), Full> {
         let start = usize::from(self.len);
         let end = start + octets.len();
@@ -170,6 +178,9 @@ impl<'a> Iterator for Rcpttos<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        if self.remaining == 0 {
+            return None;
+        }
         let (length, rest) = self.records.split_first_chunk::<LENGTH>()?;
         let (text, rest) = rest.split_at_checked(usize::from(u16::from_le_bytes(*length)))?;
         self.records = rest;

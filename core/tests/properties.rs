@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
 use smtpd_core::data::{DataDecoder, DataError, Decoded};
+use smtpd_core::envelope::Envelope;
 use smtpd_core::handler::AbortReason;
 use smtpd_core::{BareNewline, Config, Instant, Reply, Session};
 use support::{block_on, config, Delivered, Recorder};
@@ -889,4 +890,102 @@ fn error_precedence_does_not_depend_on_segmentation() {
     let whole = decode(BareNewline::Reject, None, Some(1), input, &[]);
     let split = decode(BareNewline::Reject, None, Some(1), input, &[2]);
     assert_eq!(whole.2, split.2, "error fed whole vs split after \"ab\"");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The envelope arena against a model
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum EnvelopeOp {
+    Greet(String),
+    Mail(String, String),
+    Rcpt(String),
+    Reset,
+}
+
+fn envelope_op() -> impl Strategy<Value = EnvelopeOp> {
+    let text = || "[a-zé@.]{0,12}";
+    prop_oneof![
+        1 => text().prop_map(EnvelopeOp::Greet),
+        1 => (text(), "[A-Z=0-9 ]{0,10}").prop_map(|(from, params)| EnvelopeOp::Mail(from, params)),
+        3 => text().prop_map(EnvelopeOp::Rcpt),
+        1 => Just(EnvelopeOp::Reset),
+    ]
+}
+
+/// What the envelope should hold: its octet count follows the documented layout.
+#[derive(Default)]
+struct EnvelopeModel {
+    greeting: Option<String>,
+    mail: Option<(String, String)>,
+    rcpts: Vec<String>,
+}
+
+impl EnvelopeModel {
+    fn used(&self) -> usize {
+        let greeting = self.greeting.as_ref().map_or(0, String::len);
+        let mail = self
+            .mail
+            .as_ref()
+            .map_or(0, |(from, params)| from.len() + params.len());
+        greeting + mail + self.rcpts.iter().map(|r| 2 + r.len()).sum::<usize>()
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(512))]
+
+    /// Whatever the sequence of operations on a small arena, the envelope reads back what
+    /// was stored, and refuses exactly what does not fit, without disturbing the rest.
+    #[test]
+    fn the_envelope_matches_its_model(ops in prop::collection::vec(envelope_op(), 0..40)) {
+        const CAPACITY: usize = 32;
+        let mut envelope = Envelope::new([0u8; CAPACITY]);
+        let mut model = EnvelopeModel::default();
+        for op in ops {
+            match op {
+                EnvelopeOp::Greet(greeting) => {
+                    model.mail = None;
+                    model.rcpts.clear();
+                    let fits = greeting.len() <= CAPACITY;
+                    model.greeting = fits.then(|| greeting.clone());
+                    prop_assert_eq!(envelope.set_greeting(&greeting).is_ok(), fits);
+                }
+                EnvelopeOp::Mail(from, params) => {
+                    model.mail = None;
+                    model.rcpts.clear();
+                    let fits = model.used() + from.len() + params.len() <= CAPACITY;
+                    if fits {
+                        model.mail = Some((from.clone(), params.clone()));
+                    }
+                    prop_assert_eq!(envelope.set_mailfrom(&from, &params).is_ok(), fits);
+                }
+                EnvelopeOp::Rcpt(rcpt) => {
+                    let fits = model.used() + 2 + rcpt.len() <= CAPACITY;
+                    prop_assert_eq!(envelope.has_room_for(&rcpt), fits);
+                    if fits {
+                        model.rcpts.push(rcpt.clone());
+                    }
+                    prop_assert_eq!(envelope.add_rcpt(&rcpt).is_ok(), fits);
+                }
+                EnvelopeOp::Reset => {
+                    model.mail = None;
+                    model.rcpts.clear();
+                    envelope.reset();
+                }
+            }
+            prop_assert_eq!(envelope.greeting(), model.greeting.as_deref());
+            prop_assert_eq!(
+                envelope.mailfrom(),
+                model.mail.as_ref().map(|(from, _)| from.as_str())
+            );
+            prop_assert_eq!(
+                envelope.mail_parameters(),
+                model.mail.as_ref().map_or("", |(_, params)| params.as_str())
+            );
+            prop_assert_eq!(envelope.rcpt_count(), model.rcpts.len());
+            prop_assert!(envelope.rcpttos().eq(model.rcpts.iter().map(String::as_str)));
+        }
+    }
 }
