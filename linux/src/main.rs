@@ -49,7 +49,7 @@ fn run(args: &Args) -> Result<(), String> {
 
 fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), String> {
     let server = server.map_err(|e| format!("cannot listen: {e}"))?;
-    let shutdown = server.shutdown_handle();
+    let shutdown = server.shutdown_handle().map_err(|e| e.to_string())?;
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
     std::thread::spawn(move || {
         let mut signals = signals.forever();

@@ -128,11 +128,20 @@ pub struct Server<F> {
 
 /// Asks a running server to shut down gracefully.
 #[derive(Clone)]
-pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+pub struct ShutdownHandle {
+    request: Arc<watch::Sender<bool>>,
+    /// Duplicates of the listening sockets.
+    listeners: Arc<Vec<std::net::TcpListener>>,
+}
 
 impl ShutdownHandle {
+    /// Asks every thread to let its sessions finish, and stops listening at once: the port
+    /// is free for a new server when this returns.
     pub fn shutdown(&self) {
-        self.0.send_replace(true);
+        self.request.send_replace(true);
+        for listener in self.listeners.iter() {
+            let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -157,8 +166,16 @@ impl<F: HandlerFactory> Server<F> {
         self.local_addr
     }
 
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.shutdown.clone())
+    pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
+        Ok(ShutdownHandle {
+            request: self.shutdown.clone(),
+            listeners: Arc::new(
+                self.listeners
+                    .iter()
+                    .map(std::net::TcpListener::try_clone)
+                    .collect::<io::Result<_>>()?,
+            ),
+        })
     }
 
     /// Serves until shut down and every session has ended.
@@ -266,13 +283,30 @@ impl<F: HandlerFactory> Worker<F> {
             }
         }
         // The ring may hold the socket open a while after the process exits (its cancelled
-        // accept): stop listening now, so that a new server can bind the port at once and
-        // no connection waits in a backlog nobody accepts from.
-        let _ = socket2::SockRef::from(&listener).shutdown(std::net::Shutdown::Both);
+        // accept): ShutdownHandle::shutdown has stopped it listening already, so that a new
+        // server can bind the port at once and no connection waits in a backlog nobody
+        // accepts from.
         drop(listener);
         shared.alarms.stop();
+        // Sessions get the grace period and then their 421; one whose handler never returns
+        // (say, a DebuggingServer print into a stdout nobody reads) is not waited for past
+        // that: ending the runtime closes its connection.
+        let give_up = compio::time::sleep(self.grace + Duration::from_secs(1));
+        let mut give_up = pin!(give_up);
         while active.get() > 0 {
-            idle.notified().await;
+            let mut ended = pin!(idle.notified());
+            let gave_up = poll_fn(|cx| match ended.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(false),
+                Poll::Pending => give_up.as_mut().poll(cx).map(|()| true),
+            })
+            .await;
+            if gave_up {
+                tracing::warn!(
+                    sessions = active.get(),
+                    "closing sessions that did not end in time"
+                );
+                break;
+            }
         }
         Ok(())
     }

@@ -695,3 +695,47 @@ fn debug_flag_logs_the_traffic() {
         server.stderr.text()
     );
 }
+
+#[test]
+fn shutdown_ends_even_when_a_handler_never_returns() {
+    let port = common::free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // DebuggingServer with a stdout nobody reads: printing a large message never finishes.
+    let mut child = Command::new(BIN)
+        .args(["--shutdown-grace", "1", &addr.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    let mut client = Client::connect(addr);
+    client.set_read_timeout(Duration::from_secs(5));
+    client.reply();
+    client.envelope("a@example.org", &["b@example.org"]);
+    client.expect("DATA", "354 ");
+    client.send(
+        &format!(
+            "Subject: big\r\n\r\n{}",
+            ("z".repeat(98) + "\r\n").repeat(2000)
+        )
+        .into_bytes(),
+    );
+    client.send(b".\r\n");
+    client.set_read_timeout(Duration::from_millis(500));
+    assert!(
+        client.try_reply().is_err(),
+        "the message cannot have been printed"
+    );
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(8), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "smtpd still running 8 s after SIGTERM with a 1 s grace period"
+    );
+    assert_between(stopped.elapsed(), 0.5, 4.0, "exit");
+    assert!(child.wait().unwrap().success());
+}
