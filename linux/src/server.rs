@@ -406,7 +406,18 @@ fn bind_listeners(
 ) -> io::Result<Vec<std::net::TcpListener>> {
     if addr.port() != 0 {
         // A plain bind fails if anyone holds the port; reuse-port sockets would share it.
-        drop(std::net::TcpListener::bind(addr)?);
+        // A server stopped just before may take a moment to let go of it: retry briefly.
+        let mut attempts = 0;
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(probe) => break drop(probe),
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse && attempts < 10 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
