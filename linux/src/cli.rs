@@ -62,13 +62,13 @@ pub struct Args {
     /// Seconds to wait for the next block of message data (RFC 5321 4.5.3.2.5).
     #[arg(long, value_name = "SECS", default_value_t = 180)]
     pub data_timeout: u64,
-    /// Longest text line of message data, CRLF included (RFC 5321 4.5.3.1.6 says 1000);
-    /// a longer one gets `500` after the end of data [default: no limit, as in Python].
+    /// Longest text line of DATA content, CRLF included (RFC 5321 4.5.3.1.6 says 1000); a
+    /// longer one gets `500` after the end of data [default, or 0: no limit, as in Python].
     #[arg(long, value_name = "OCTETS")]
     pub max_line_length: Option<usize>,
-    /// A CR or LF that is not part of a CRLF in message data: refuse the message (`550`),
+    /// A CR or LF that is not part of a CRLF in DATA content: refuse the message (`550`),
     /// store it as CRLF, or store it as received. Only CRLF.CRLF ends the data, whatever
-    /// the choice: no SMTP smuggling.
+    /// the choice: no SMTP smuggling. (BDAT chunks are counted octets, taken as sent.)
     #[arg(long, value_enum, default_value_t = BareNewlines::Normalize)]
     pub bare_newline: BareNewlines,
     /// Seconds sessions may continue after SIGINT/SIGTERM before `421`.
@@ -154,7 +154,7 @@ impl Args {
     pub fn config(&self) -> Config<'static> {
         let hostname = self.hostname.clone().unwrap_or_else(host_name);
         let mut config = Config::new(Box::leak(hostname.into_boxed_str()));
-        config.limits.text_line = self.max_line_length;
+        config.limits.text_line = self.max_line_length.filter(|&octets| octets > 0);
         config.bare_newline = match self.bare_newline {
             BareNewlines::Reject => BareNewline::Reject,
             BareNewlines::Normalize => BareNewline::Normalize,

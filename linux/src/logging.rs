@@ -218,15 +218,15 @@ impl BatchedStderr {
         let mut out = std::mem::replace(&mut pending.buffer, spare);
         let dropped = std::mem::take(&mut pending.dropped);
         drop(pending);
-        let mut stderr = std::io::stderr().lock();
+        let _ = std::io::stderr().lock().write_all(&out);
+        out.clear();
         if dropped > 0 {
-            let _ = writeln!(
-                stderr,
-                "smtpd: {dropped} log lines dropped: stderr was not read fast enough"
+            // A log line like any other (JSON too), after the lines logged before the drops.
+            tracing::warn!(
+                dropped,
+                "log lines dropped: stderr was not read fast enough"
             );
         }
-        let _ = stderr.write_all(&out);
-        out.clear();
         out
     }
 
@@ -235,7 +235,9 @@ impl BatchedStderr {
         let log = self.clone();
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            log.write_pending(Vec::new(), false);
+            // Twice: the first write may log that lines were dropped.
+            let spare = log.write_pending(Vec::new(), false);
+            log.write_pending(spare, false);
             let _ = done.send(());
         });
         let _ = finished.recv_timeout(Self::EXIT_PATIENCE);

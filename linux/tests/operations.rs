@@ -527,7 +527,15 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
     // Piped and never read until the end: the pipe (64 KiB) fills after a few hundred log
     // lines.
     let mut child = Command::new(BIN)
-        .args(["-c", "Sink", "--command-timeout", "2", &addr.to_string()])
+        .args([
+            "-c",
+            "Sink",
+            "--command-timeout",
+            "2",
+            "--log-format",
+            "json",
+        ])
+        .arg(addr.to_string())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -535,7 +543,7 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
         .unwrap();
     assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
     let started = Instant::now();
-    // About 100 octets of log per session: 1.2 MB, more than the server holds back.
+    // Over 100 octets of log per session: more than the 1 MiB the server holds back.
     for session in 0..12_000 {
         let mut client = Client::connect(addr);
         client.set_read_timeout(Duration::from_secs(5));
@@ -558,11 +566,13 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let text = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    assert!(
-        text.contains("log lines dropped"),
-        "{}",
-        &text[text.len().saturating_sub(500)..]
-    );
+    let notice = text.lines().find(|line| line.contains("log lines dropped"));
+    let notice = notice.unwrap_or_else(|| panic!("{}", &text[text.len().saturating_sub(500)..]));
+    assert!(notice.contains("\"dropped\":"), "{notice}");
+    // Every line is a JSON object, the notice too.
+    for line in text.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line:?}");
+    }
 }
 
 #[test]
