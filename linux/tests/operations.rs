@@ -500,6 +500,29 @@ fn a_peer_that_never_reads_cannot_starve_others() {
     assert!(dropped, "the flooding connection is still open");
 }
 
+/// A child process that is killed and reaped however the test ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// A new session on `addr` is greeted, answered, and ended by a 2 s command timeout.
 fn served_and_timed_out(addr: std::net::SocketAddr) {
     let mut client = Client::connect(addr);
@@ -526,21 +549,23 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     // Piped and never read until the end: the pipe (64 KiB) fills after a few hundred log
     // lines.
-    let mut child = Command::new(BIN)
-        .args([
-            "-c",
-            "Sink",
-            "--command-timeout",
-            "2",
-            "--log-format",
-            "json",
-        ])
-        .arg(addr.to_string())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args([
+                "-c",
+                "Sink",
+                "--command-timeout",
+                "2",
+                "--log-format",
+                "json",
+            ])
+            .arg(addr.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
     let started = Instant::now();
     // Over 100 octets of log per session: more than the 1 MiB the server holds back.
@@ -579,18 +604,20 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
 fn a_stdout_nobody_reads_holds_up_only_the_messages_to_print() {
     let port = common::free_port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = Command::new(BIN)
-        .args([
-            "-c",
-            "DebuggingServer",
-            "--command-timeout",
-            "2",
-            &addr.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args([
+                "-c",
+                "DebuggingServer",
+                "--command-timeout",
+                "2",
+                &addr.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
     // 4 KiB messages until one is not answered: stdout (a 64 KiB pipe) is full.
     let body = format!(
@@ -634,12 +661,14 @@ fn a_stopped_server_frees_its_port_at_once() {
     let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     for round in 0..5 {
-        let mut child = Command::new(BIN)
-            .args(["-c", "Sink", &addr])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Reaped(
+            Command::new(BIN)
+                .args(["-c", "Sink", &addr])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         assert!(
             common::wait_until_accepts(addr.parse().unwrap(), Duration::from_secs(10)),
             "round {round}: not listening: {}",
@@ -711,12 +740,14 @@ fn shutdown_ends_even_when_a_handler_never_returns() {
     let port = common::free_port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     // DebuggingServer with a stdout nobody reads: printing a large message never finishes.
-    let mut child = Command::new(BIN)
-        .args(["--shutdown-grace", "1", &addr.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args(["--shutdown-grace", "1", &addr.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
     let mut client = Client::connect(addr);
     client.set_read_timeout(Duration::from_secs(5));
