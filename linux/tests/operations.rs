@@ -523,6 +523,33 @@ impl std::ops::DerefMut for Reaped {
     }
 }
 
+/// The output of the server that a test holds as a pipe, read only when the test chooses.
+enum Held {
+    Stdout,
+    Stderr,
+}
+
+/// Starts smtpd with `args` on a free loopback port, the `held` output piped and the other
+/// discarded; returns once it accepts connections.
+fn start_holding(held: Held, args: &[&str]) -> (Reaped, std::net::SocketAddr) {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let (stdout, stderr) = match held {
+        Held::Stdout => (Stdio::piped(), Stdio::null()),
+        Held::Stderr => (Stdio::null(), Stdio::piped()),
+    };
+    let child = Command::new(BIN)
+        .args(args)
+        .arg(addr.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let child = Reaped(child);
+    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    (child, addr)
+}
+
 /// A new session on `addr` is greeted, answered, and ended by a 2 s command timeout.
 fn served_and_timed_out(addr: std::net::SocketAddr) {
     let mut client = Client::connect(addr);
@@ -545,28 +572,18 @@ fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> thread::JoinHandle
 
 #[test]
 fn a_stderr_nobody_reads_never_stalls_the_server() {
-    let port = common::free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    // Piped and never read until the end: the pipe (64 KiB) fills after a few hundred log
-    // lines.
-    let mut child = Reaped(
-        Command::new(BIN)
-            .args([
-                "-c",
-                "Sink",
-                "--command-timeout",
-                "2",
-                "--log-format",
-                "json",
-            ])
-            .arg(addr.to_string())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    // Never read until the end: the pipe (64 KiB) fills after a few hundred log lines.
+    let (mut child, addr) = start_holding(
+        Held::Stderr,
+        &[
+            "-c",
+            "Sink",
+            "--command-timeout",
+            "2",
+            "--log-format",
+            "json",
+        ],
     );
-    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
     let started = Instant::now();
     // Over 100 octets of log per session: more than the 1 MiB the server holds back.
     for session in 0..12_000 {
@@ -602,23 +619,10 @@ fn a_stderr_nobody_reads_never_stalls_the_server() {
 
 #[test]
 fn a_stdout_nobody_reads_holds_up_only_the_messages_to_print() {
-    let port = common::free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = Reaped(
-        Command::new(BIN)
-            .args([
-                "-c",
-                "DebuggingServer",
-                "--command-timeout",
-                "2",
-                &addr.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (mut child, addr) = start_holding(
+        Held::Stdout,
+        &["-c", "DebuggingServer", "--command-timeout", "2"],
     );
-    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
     // 4 KiB messages until one is not answered: stdout (a 64 KiB pipe) is full.
     let body = format!(
         "Subject: filler\r\n\r\n{}",
@@ -737,18 +741,8 @@ fn debug_flag_logs_the_traffic() {
 
 #[test]
 fn shutdown_ends_even_when_a_handler_never_returns() {
-    let port = common::free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     // DebuggingServer with a stdout nobody reads: printing a large message never finishes.
-    let mut child = Reaped(
-        Command::new(BIN)
-            .args(["--shutdown-grace", "1", &addr.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    let (mut child, addr) = start_holding(Held::Stdout, &["--shutdown-grace", "1"]);
     let mut client = Client::connect(addr);
     client.set_read_timeout(Duration::from_secs(5));
     client.reply();
