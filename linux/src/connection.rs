@@ -1,15 +1,15 @@
 //! One connection: moves bytes between an io_uring socket and a core [`Session`].
 //!
 //! No SMTP rule lives here. The loop writes whatever output the session has (one `send`
-//! per pipelined group; the ring takes what the socket does not), receives into the
-//! connection's own buffer after the bytes the core left, and keeps one alarm: the
+//! per pipelined group; the ring takes what the socket does not), hands each received
+//! chunk to the core (after the bytes the core left, if any), and keeps one alarm: the
 //! session's own deadline, the end of the shutdown grace period, or, while the peer leaves
 //! its replies unread, the end of its patience.
 //!
-//! Receives are single-shot into a per-connection buffer rather than multishot into a
-//! buffer pool shared by the thread: while a connection waits on its handler or on a peer
-//! that does not read, nothing more is received for it, so TCP flow control holds that
-//! peer back and no connection can take receive buffers from the others.
+//! Receiving is one multishot receive into the connection's own [`Inbox`]: while the
+//! connection waits on its handler or on a peer that does not read, the kernel fills at most
+//! the inbox's few buffers, then TCP flow control holds that peer back, and no connection
+//! can take receive memory from the others.
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -19,13 +19,14 @@ use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
 
 use compio::buf::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use smtpd_core::channel::capacity;
 use smtpd_core::{Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
 use crate::arena::PageArena;
+use crate::inbox::{Chunk, Inbox, InboxPool};
 use crate::logging::Traffic;
 use crate::server::Clock;
 
@@ -48,6 +49,7 @@ pub(crate) struct Shared {
     pub config: &'static Config<'static>,
     pub clock: Rc<Clock>,
     pub alarms: Rc<Alarms>,
+    pub inboxes: Rc<InboxPool>,
     pub grace: Duration,
 }
 
@@ -55,12 +57,12 @@ pub(crate) struct Shared {
 /// [`PageArena`] (room for 100 of the longest paths, paid for by the page).
 type ServerSession<H> = Session<'static, H, { capacity::LINE }, { capacity::OUT }, PageArena>;
 
-/// Receive buffer per connection; only the pages a connection touches cost memory.
-const READ_BUFFER: usize = 64 * 1024;
+/// How long a closing connection waits for its receive to end before giving up its inbox.
+const RECEIVE_END: Duration = Duration::from_secs(1);
 
 /// What ended a wait for input.
 enum Wake {
-    Read(BufResult<usize, Vec<u8>>),
+    Received(std::io::Result<Option<Chunk>>),
     Timer,
     Shutdown,
 }
@@ -71,36 +73,66 @@ pub(crate) async fn serve<H: Handler>(
     peer: SocketAddr,
     handler: H,
     arena: PageArena,
+    mut inbox: Inbox,
     shared: Shared,
 ) -> (Outcome, H) {
-    let clock = shared.clock.clone();
     let mut session: ServerSession<H> =
         Session::with_arena(shared.config, Some(peer), handler, arena);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+    let alarm = shared.alarms.register();
+    let outcome = converse(&stream, peer, &mut session, &mut inbox, &alarm, &shared).await;
+    if inbox.is_armed() {
+        // The inbox is reusable once its receive has ended: shutting the socket down ends
+        // it at once (and sends our FIN, as closing would).
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on the descriptor `stream` keeps open.
+        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+        alarm.set(Some(StdInstant::now() + RECEIVE_END));
+        poll_fn(|cx| match inbox.poll_end(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            // Given up: dropping an armed inbox leaks its memory, never reuses it.
+            Poll::Pending => alarm.poll_fired(cx),
+        })
+        .await;
+    }
+    (outcome, session.into_handler())
+}
+
+/// The conversation: replies out, input in, until the session closes or the peer goes.
+async fn converse<H: Handler>(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    session: &mut ServerSession<H>,
+    inbox: &mut Inbox,
+    alarm: &Alarm,
+    shared: &Shared,
+) -> Outcome {
+    let clock = &shared.clock;
+    // Octets the core has not consumed yet (a partial line, or commands pipelined behind
+    // one whose reply is not yet out).
+    let mut input: Vec<u8> = Vec::new();
     // Only used for replies the socket does not take at once.
     let mut output: Vec<u8> = Vec::new();
     let mut grace_until: Option<StdInstant> = None;
     let mut outcome = Outcome::Closed;
-    let alarm = shared.alarms.register();
     // A peer may leave replies unread as long as it may stay silent (RFC 5321 gives no
     // write timeout; Postfix uses its command timeout too), and not past the grace period.
     let replies = Replies {
-        stream: &stream,
+        stream,
         peer,
-        alarm: &alarm,
+        alarm,
         patience: shared.config.timeouts.command,
     };
     session.handle_input(&[], clock.now()).await;
     loop {
-        match replies.write(&mut session, output, grace_until).await {
+        match replies.write(session, output, grace_until).await {
             Ok(buffer) => output = buffer,
             Err(()) => {
                 session.handle_disconnect().await;
-                return (Outcome::Disconnected, session.into_handler());
+                return Outcome::Disconnected;
             }
         }
         if session.is_closed() {
-            break;
+            return outcome;
         }
         if !input.is_empty() {
             // The core consumes more once its output is flushed (channel::receive).
@@ -115,17 +147,15 @@ pub(crate) async fn serve<H: Handler>(
             outcome = Outcome::Shutdown;
             continue;
         }
-        let mut reader = &stream;
-        let mut read = pin!(reader.append(input));
-        let BufResult(result, buffer) = loop {
+        let chunk = loop {
             let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
             alarm.set(match (session_deadline, grace_until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             });
             let wake = poll_fn(|cx| {
-                if let Poll::Ready(read) = read.as_mut().poll(cx) {
-                    return Poll::Ready(Wake::Read(read));
+                if let Poll::Ready(received) = inbox.poll_receive(stream, cx) {
+                    return Poll::Ready(Wake::Received(received));
                 }
                 if alarm.poll_fired(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
@@ -137,7 +167,7 @@ pub(crate) async fn serve<H: Handler>(
             })
             .await;
             match wake {
-                Wake::Read(read) => break read,
+                Wake::Received(received) => break received,
                 Wake::Timer => {
                     if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
                         session.handle_shutdown().await;
@@ -158,27 +188,28 @@ pub(crate) async fn serve<H: Handler>(
                 }
             }
             if session.is_closed() {
-                // Nothing more is wanted: the reply goes out, then dropping the read
-                // cancels it and dropping the stream closes the connection.
-                let _ = replies.write(&mut session, output, grace_until).await;
-                return (outcome, session.into_handler());
+                // Nothing more is wanted: the reply goes out, then the connection closes.
+                let _ = replies.write(session, output, grace_until).await;
+                return outcome;
             }
         };
-        input = buffer;
-        match result {
-            Ok(0) | Err(_) => {
-                session.handle_disconnect().await;
-                return (Outcome::Disconnected, session.into_handler());
-            }
-            Ok(received) => {
-                let new = &input[input.len() - received..];
-                tracing::debug!(%peer, "received {}", Traffic(new));
-                let used = session.handle_input(&input, clock.now()).await;
-                input.drain(..used);
-            }
+        let Ok(Some(chunk)) = chunk else {
+            session.handle_disconnect().await;
+            return Outcome::Disconnected;
+        };
+        let received = inbox.data(&chunk);
+        tracing::debug!(%peer, "received {}", Traffic(received));
+        if input.is_empty() {
+            // The common case: the core reads straight from the inbox.
+            let used = session.handle_input(received, clock.now()).await;
+            input.extend_from_slice(&received[used..]);
+        } else {
+            input.extend_from_slice(received);
+            let used = session.handle_input(&input, clock.now()).await;
+            input.drain(..used);
         }
+        inbox.give_back(chunk);
     }
-    (outcome, session.into_handler())
 }
 
 /// What writing a connection's replies needs besides the session.

@@ -7,7 +7,8 @@
 //!
 //! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
 //!   I/O loop; `alarm`: what wakes a connection besides its socket (its deadline, one
-//!   tick per thread; the shutdown request); `arena`: envelope memory by the page.
+//!   tick per thread; the shutdown request); `arena`: envelope memory by the page;
+//!   `inbox`: a connection's own receive buffers, filled by one multishot receive.
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
@@ -19,6 +20,7 @@ mod arena;
 pub mod cli;
 pub mod connection;
 pub mod handlers;
+mod inbox;
 pub mod logging;
 pub mod message;
 pub mod server;

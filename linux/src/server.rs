@@ -29,6 +29,7 @@ use tokio::sync::{watch, Notify};
 use crate::alarm::Alarms;
 use crate::arena::PageArena;
 use crate::connection::{serve, Shared};
+use crate::inbox::InboxPool;
 use crate::logging::Logged;
 
 /// Creates one handler per connection; shared by all threads.
@@ -238,6 +239,7 @@ impl<F: HandlerFactory> Worker<F> {
                 start: std::time::Instant::now(),
             }),
             alarms: Alarms::new()?,
+            inboxes: InboxPool::new(),
             grace: self.grace,
         };
         compio::runtime::spawn({
@@ -328,13 +330,14 @@ impl<F: HandlerFactory> Worker<F> {
         };
         active.set(active.get() + 1);
         let config = self.config;
-        let arena = match over_cap {
+        let memory = match over_cap {
             true => None,
             false => PageArena::take()
+                .and_then(|arena| Ok((arena, shared.inboxes.take()?)))
                 .inspect_err(|error| tracing::warn!(%peer, %error, "no memory for a session"))
                 .ok(),
         };
-        let Some(arena) = arena else {
+        let Some((arena, inbox)) = memory else {
             compio::runtime::spawn(async move {
                 refuse(stream, config).await;
                 tracing::info!(%peer, outcome = "refused", "session: too many connections");
@@ -347,7 +350,7 @@ impl<F: HandlerFactory> Worker<F> {
         let shared = shared.clone();
         compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
-            let (outcome, handler) = serve(stream, peer, handler, arena, shared).await;
+            let (outcome, handler) = serve(stream, peer, handler, arena, inbox, shared).await;
             tracing::info!(
                 %peer,
                 messages = handler.messages(),

@@ -1,0 +1,460 @@
+//! A connection's receive buffers: a provided-buffer ring of its own, filled by one
+//! multishot receive.
+//!
+//! One receive stays armed for the whole connection, so the kernel does not set up and
+//! tear down a poll for every command, as a receive per command would make it do. The
+//! buffers are the connection's own, not a pool shared by its thread: while the connection
+//! does not read (its handler or a slow write keeps it busy), the kernel fills at most
+//! [`COUNT`] of them, then ends the receive with `ENOBUFS`, and TCP flow control holds the
+//! peer back. No connection can take another's receive memory.
+//!
+//! Memory: one anonymous mapping per inbox, the ring's entries in front of the buffers, so
+//! that an idle connection's EHLO touches a single page. Inboxes of ended connections wait
+//! in their thread's [`InboxPool`], still registered with the ring, so a busy thread makes
+//! no system call for them.
+//!
+//! Invariants: the kernel owns exactly the buffers in the ring; a buffer named by a
+//! completion is the inbox's until [`Inbox::give_back`]. An inbox's memory is reused or
+//! unmapped only when no receive is armed on it; if one may still be (the connection was
+//! dropped mid-receive), the memory is leaked rather than risk the kernel writing into it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::task::{ready, Context, Poll};
+
+use compio::buf::BufResult;
+use compio::net::TcpStream;
+use compio::runtime::SubmitMulti;
+use compio_driver::OpEntry;
+use compio_driver::{Extra, OpCode, SharedFd, ToSharedFd};
+use futures_util::stream::{FusedStream, Stream};
+
+/// Buffers per connection (a power of two, as the ring requires).
+const COUNT: u16 = 2;
+/// Octets per buffer: the most one completion carries.
+const BUFFER: usize = 64 * 1024;
+/// The ring: one 16-octet `io_uring_buf` entry per buffer.
+const RING: usize = COUNT as usize * 16;
+/// The mapping: the ring, then the buffers, in whole pages.
+const SIZE: usize = (RING + COUNT as usize * BUFFER).next_multiple_of(4096);
+const _: () = assert!(COUNT.is_power_of_two() && BUFFER <= u32::MAX as usize);
+
+/// Free inboxes kept per thread; beyond this, ended connections unregister and unmap theirs.
+const KEEP: usize = 256;
+/// The first buffer group id used (compio's own pool is group 1).
+const FIRST_GROUP: u16 = 0x100;
+
+/// `IORING_REGISTER_PBUF_RING` / `IORING_UNREGISTER_PBUF_RING` (io_uring_register(2)).
+const REGISTER_PBUF_RING: libc::c_uint = 22;
+const UNREGISTER_PBUF_RING: libc::c_uint = 23;
+
+/// `struct io_uring_buf_reg`.
+#[repr(C)]
+struct BufReg {
+    ring_addr: u64,
+    ring_entries: u32,
+    bgid: u16,
+    flags: u16,
+    resv: [u64; 3],
+}
+
+/// One mapping registered as buffer group `group` (see the module invariants).
+struct Memory {
+    start: NonNull<u8>,
+    group: u16,
+    /// Next ring slot to provide a buffer in (the kernel's head follows it around).
+    tail: u16,
+}
+
+/// One thread's inboxes: those of ended connections, and the group ids free for new ones.
+pub(crate) struct InboxPool {
+    ring: RawFd,
+    free: RefCell<Vec<Memory>>,
+    free_groups: RefCell<Vec<u16>>,
+    next_group: Cell<u16>,
+}
+
+impl InboxPool {
+    /// The pool of the current thread's runtime (call inside it).
+    pub(crate) fn new() -> Rc<Self> {
+        Rc::new(InboxPool {
+            ring: compio::runtime::Runtime::with_current(|runtime| runtime.as_raw_fd()),
+            free: RefCell::default(),
+            free_groups: RefCell::default(),
+            next_group: Cell::new(FIRST_GROUP),
+        })
+    }
+
+    /// A free inbox, or a newly mapped and registered one.
+    pub(crate) fn take(self: &Rc<Self>) -> io::Result<Inbox> {
+        let memory = match self.free.borrow_mut().pop() {
+            Some(memory) => memory,
+            None => self.create()?,
+        };
+        Ok(Inbox {
+            memory: Some(memory),
+            pool: self.clone(),
+            held: 0,
+            receive: None,
+        })
+    }
+
+    fn create(&self) -> io::Result<Memory> {
+        let group = match self.free_groups.borrow_mut().pop() {
+            Some(group) => group,
+            None => {
+                let group = self.next_group.get();
+                let next = group.checked_add(1).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::OutOfMemory, "no buffer group id left")
+                })?;
+                self.next_group.set(next);
+                group
+            }
+        };
+        // SAFETY: an anonymous private mapping at an address of the kernel's choice touches
+        // no existing memory.
+        let mapped = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            self.free_groups.borrow_mut().push(group);
+            return Err(io::Error::last_os_error());
+        }
+        let start = NonNull::new(mapped.cast::<u8>()).expect("mmap never maps address 0");
+        let mut memory = Memory {
+            start,
+            group,
+            tail: 0,
+        };
+        // The ring starts full: every buffer is the kernel's.
+        for id in 0..COUNT {
+            memory.provide(id);
+        }
+        let registration = BufReg {
+            ring_addr: start.as_ptr() as u64,
+            ring_entries: COUNT.into(),
+            bgid: group,
+            flags: 0,
+            resv: [0; 3],
+        };
+        if let Err(error) = self.register(REGISTER_PBUF_RING, &registration) {
+            // SAFETY: the mapping was made above and nothing else refers to it.
+            unsafe { libc::munmap(start.as_ptr().cast(), SIZE) };
+            self.free_groups.borrow_mut().push(group);
+            return Err(error);
+        }
+        Ok(memory)
+    }
+
+    /// Takes back an inbox's memory (no receive is armed on it).
+    fn put(&self, memory: Memory) {
+        let mut free = self.free.borrow_mut();
+        if free.len() < KEEP {
+            return free.push(memory);
+        }
+        let registration = BufReg {
+            ring_addr: 0,
+            ring_entries: 0,
+            bgid: memory.group,
+            flags: 0,
+            resv: [0; 3],
+        };
+        if self.register(UNREGISTER_PBUF_RING, &registration).is_ok() {
+            self.free_groups.borrow_mut().push(memory.group);
+        }
+        // SAFETY: unarmed: the kernel writes no more into the buffers (see the invariants).
+        unsafe { libc::munmap(memory.start.as_ptr().cast(), SIZE) };
+    }
+
+    fn register(&self, opcode: libc::c_uint, registration: &BufReg) -> io::Result<()> {
+        // SAFETY: `registration` is a valid `io_uring_buf_reg` for the one argument given.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                self.ring,
+                opcode,
+                std::ptr::from_ref(registration),
+                1,
+            )
+        };
+        match result {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+}
+
+impl Drop for InboxPool {
+    fn drop(&mut self) {
+        // Only inboxes no receive is armed on are here; the ring drops their groups itself.
+        for memory in self.free.get_mut().drain(..) {
+            // SAFETY: see `put`.
+            unsafe { libc::munmap(memory.start.as_ptr().cast(), SIZE) };
+        }
+    }
+}
+
+impl Memory {
+    /// Hands buffer `id` to the kernel: writes the ring entry at the tail, then moves the
+    /// tail past it.
+    fn provide(&mut self, id: u16) {
+        let entry = (self.tail & (COUNT - 1)) as usize * 16;
+        let addr = self.buffer(id).as_ptr() as u64;
+        // SAFETY: the entry lies in the ring at the start of the mapping; the kernel reads
+        // entries only up to the published tail, which does not cover this one yet.
+        unsafe {
+            let at = self.start.as_ptr().add(entry);
+            at.cast::<u64>().write(addr);
+            at.add(8).cast::<u32>().write(BUFFER as u32);
+            at.add(12).cast::<u16>().write(id);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the ring's tail is the u16 at offset 14 (`struct io_uring_buf_ring`, over
+        // entry 0's reserved field), 2-aligned in a page-aligned mapping, and only ever
+        // accessed atomically once registered.
+        let shared = unsafe { AtomicU16::from_ptr(self.start.as_ptr().add(14).cast()) };
+        shared.store(self.tail, Ordering::Release);
+    }
+
+    fn buffer(&self, id: u16) -> NonNull<u8> {
+        debug_assert!(id < COUNT);
+        // SAFETY: buffer `id` lies inside the mapping, after the ring.
+        unsafe { self.start.add(RING + id as usize * BUFFER) }
+    }
+}
+
+/// Received octets: a buffer of the inbox and how much of it the kernel filled.
+#[must_use = "a chunk must be given back"]
+pub(crate) struct Chunk {
+    id: u16,
+    len: usize,
+}
+
+/// A connection's receive side (see the module documentation).
+pub(crate) struct Inbox {
+    /// Taken only when the inbox is dropped.
+    memory: Option<Memory>,
+    pool: Rc<InboxPool>,
+    /// Buffers named by completions and not yet given back.
+    held: u16,
+    /// The armed multishot receive, if any.
+    receive: Option<Pin<Box<SubmitMulti<Receive>>>>,
+}
+
+impl Inbox {
+    /// The next chunk received on `stream`, arming the receive when none is; `None` when the
+    /// peer has closed its side. Every chunk must be given back before the next poll.
+    pub(crate) fn poll_receive(
+        &mut self,
+        stream: &TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Chunk>>> {
+        let memory = self.memory.as_ref().expect("taken only on drop");
+        debug_assert_eq!(
+            self.held, 0,
+            "chunks are given back before the next receive"
+        );
+        loop {
+            let receive = self.receive.get_or_insert_with(|| {
+                Box::pin(compio::runtime::submit_multi(Receive {
+                    fd: stream.to_shared_fd(),
+                    group: memory.group,
+                    completions: VecDeque::new(),
+                }))
+            });
+            let next = ready!(receive.as_mut().poll_next(cx));
+            if receive.is_terminated() {
+                self.receive = None;
+            }
+            let Some(BufResult(result, extra)) = next else {
+                continue; // ended after its last completion: arm again
+            };
+            return Poll::Ready(match result {
+                Ok(0) => Ok(None),
+                Ok(len) => {
+                    let id = extra.buffer_id()?;
+                    if id >= COUNT || len > BUFFER {
+                        return Poll::Ready(Err(io::Error::other("bad receive completion")));
+                    }
+                    self.held += 1;
+                    Ok(Some(Chunk { id, len }))
+                }
+                // Every buffer was filled before the connection read: all are back now.
+                Err(error) if is_out_of_buffers(&error) => continue,
+                Err(error) => Err(error),
+            });
+        }
+    }
+
+    /// The octets of a chunk.
+    pub(crate) fn data(&self, chunk: &Chunk) -> &[u8] {
+        let memory = self.memory.as_ref().expect("taken only on drop");
+        // SAFETY: the kernel filled `len` octets of buffer `id` and, by the invariants,
+        // writes no more into it until it is given back, which takes `&mut self`.
+        unsafe { std::slice::from_raw_parts(memory.buffer(chunk.id).as_ptr(), chunk.len) }
+    }
+
+    /// Returns a chunk's buffer to the kernel.
+    pub(crate) fn give_back(&mut self, chunk: Chunk) {
+        let memory = self.memory.as_mut().expect("taken only on drop");
+        memory.provide(chunk.id);
+        self.held -= 1;
+    }
+
+    /// Whether a receive is armed (and must end before the memory is reused).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.receive.is_some()
+    }
+
+    /// Ends an armed receive, which the shut-down socket completes at once; discards
+    /// whatever it still brings. Call after shutting the socket down for reading.
+    pub(crate) fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some(receive) = self.receive.as_mut() {
+            let next = ready!(receive.as_mut().poll_next(cx));
+            if receive.is_terminated() || next.is_none() {
+                self.receive = None;
+            }
+            if let Some(BufResult(Ok(len), extra)) = next {
+                if let (true, Ok(id)) = (len > 0, extra.buffer_id()) {
+                    self.held += 1;
+                    self.give_back(Chunk { id, len });
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        // An armed receive may still write into the buffers, and a held buffer is missing
+        // from the ring: such memory is leaked, never reused or unmapped (dropping the
+        // receive cancels it).
+        if let (Some(memory), None, 0) = (self.memory.take(), &self.receive, self.held) {
+            self.pool.put(memory);
+        }
+    }
+}
+
+/// `ENOBUFS`, as compio reports it.
+fn is_out_of_buffers(error: &io::Error) -> bool {
+    match error.raw_os_error() {
+        Some(code) => code == libc::ENOBUFS,
+        None => error.kind() == io::ErrorKind::ResourceBusy,
+    }
+}
+
+/// A multishot receive into buffer group `group` (`IORING_OP_RECV` with
+/// `IORING_RECV_MULTISHOT` and buffer select).
+struct Receive {
+    fd: SharedFd<socket2::Socket>,
+    group: u16,
+    completions: VecDeque<BufResult<usize, Extra>>,
+}
+
+// SAFETY: the entry refers to the socket, which `fd` keeps open until the operation ends,
+// and to the buffer group, whose memory the inbox keeps mapped until then (Drop above).
+unsafe impl OpCode for Receive {
+    type Control = ();
+
+    fn create_entry(&mut self, _: &mut ()) -> OpEntry {
+        let fd = io_uring::types::Fd(self.fd.as_raw_fd());
+        io_uring::opcode::RecvMulti::new(fd, self.group)
+            .build()
+            .into()
+    }
+
+    unsafe fn push_multishot(&mut self, _: &mut (), result: io::Result<usize>, extra: Extra) {
+        self.completions.push_back(BufResult(result, extra));
+    }
+
+    fn pop_multishot(&mut self, _: &mut ()) -> Option<BufResult<usize, Extra>> {
+        self.completions.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::io::Write;
+    use std::time::Duration;
+
+    /// Receives everything `stream` brings until the peer closes, giving chunks back.
+    async fn receive_all(inbox: &mut Inbox, stream: &TcpStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(chunk) = poll_fn(|cx| inbox.poll_receive(stream, cx)).await.unwrap() {
+            all.extend_from_slice(inbox.data(&chunk));
+            inbox.give_back(chunk);
+            // A slow reader: the kernel fills every buffer meanwhile and ends the receive.
+            compio::time::sleep(Duration::from_millis(2)).await;
+        }
+        all
+    }
+
+    #[test]
+    fn a_reader_that_falls_behind_loses_nothing_and_its_memory_is_reused() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = InboxPool::new();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = listener.local_addr().unwrap();
+            // 1 MiB in odd-sized writes, far more than the inbox holds.
+            let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+            let writer = std::thread::spawn({
+                let sent = sent.clone();
+                move || {
+                    let mut client = std::net::TcpStream::connect(address).unwrap();
+                    for piece in sent.chunks(7919) {
+                        client.write_all(piece).unwrap();
+                    }
+                }
+            });
+            let (server, _) = listener.accept().unwrap();
+            let stream = TcpStream::from_std(server).unwrap();
+            let mut inbox = pool.take().unwrap();
+            let group = inbox.memory.as_ref().unwrap().group;
+            let received = receive_all(&mut inbox, &stream).await;
+            writer.join().unwrap();
+            assert!(received == sent, "every octet, in order");
+            assert!(!inbox.is_armed(), "the peer's close ended the receive");
+            drop(inbox);
+            assert_eq!(pool.free.borrow().len(), 1, "an unarmed inbox is kept");
+            let again = pool.take().unwrap();
+            assert_eq!(again.memory.as_ref().unwrap().group, group, "and reused");
+            let other = pool.take().unwrap();
+            assert_ne!(other.memory.as_ref().unwrap().group, group);
+        });
+    }
+
+    #[test]
+    fn an_armed_inbox_is_never_reused() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = InboxPool::new();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            let stream = TcpStream::from_std(server).unwrap();
+            let mut inbox = pool.take().unwrap();
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            assert!(inbox.poll_receive(&stream, &mut cx).is_pending());
+            assert!(inbox.is_armed());
+            drop(inbox);
+            assert!(pool.free.borrow().is_empty(), "leaked, not reused");
+            drop(client);
+        });
+    }
+}
