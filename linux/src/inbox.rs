@@ -36,13 +36,14 @@ use compio_driver::{Extra, OpCode, SharedFd, ToSharedFd};
 use futures_util::stream::{FusedStream, Stream};
 
 /// Buffers per connection (a power of two, as the ring requires).
-const COUNT: u16 = 2;
+const COUNT: u16 = 4;
 /// Octets per buffer: the most one completion carries.
 const BUFFER: usize = 64 * 1024;
 /// The ring: one 16-octet `io_uring_buf` entry per buffer.
 const RING: usize = COUNT as usize * 16;
 /// The mapping: the ring, then the buffers, in whole pages.
-const SIZE: usize = (RING + COUNT as usize * BUFFER).next_multiple_of(4096);
+const SIZE: usize = (RING + COUNT as usize * BUFFER).next_multiple_of(PAGE);
+const PAGE: usize = 4096;
 const _: () = assert!(COUNT.is_power_of_two() && BUFFER <= u32::MAX as usize);
 
 /// Free inboxes kept per thread; beyond this, ended connections unregister and unmap theirs.
@@ -70,6 +71,9 @@ struct Memory {
     group: u16,
     /// Next ring slot to provide a buffer in (the kernel's head follows it around).
     tail: u16,
+    /// A receive filled more than the start of a buffer: pages beyond the first are
+    /// returned to the kernel before the memory waits for another connection.
+    deep: bool,
 }
 
 /// One thread's inboxes: those of ended connections, and the group ids free for new ones.
@@ -138,6 +142,7 @@ impl InboxPool {
             start,
             group,
             tail: 0,
+            deep: false,
         };
         // The ring starts full: every buffer is the kernel's.
         for id in 0..COUNT {
@@ -160,9 +165,20 @@ impl InboxPool {
     }
 
     /// Takes back an inbox's memory (no receive is armed on it).
-    fn put(&self, memory: Memory) {
+    fn put(&self, mut memory: Memory) {
         let mut free = self.free.borrow_mut();
         if free.len() < KEEP {
+            if memory.deep {
+                // What a big receive touched goes back to the kernel: a free inbox keeps its
+                // first page (the ring, and the start of buffer 0 where the next EHLO lands)
+                // and at most the first page of each buffer (all that commands touch).
+                // SAFETY: unarmed, and no chunk is held: nothing reads or writes the pages.
+                unsafe {
+                    let beyond = memory.start.as_ptr().add(PAGE);
+                    libc::madvise(beyond.cast(), SIZE - PAGE, libc::MADV_DONTNEED);
+                }
+                memory.deep = false;
+            }
             return free.push(memory);
         }
         let registration = BufReg {
@@ -290,6 +306,7 @@ impl Inbox {
                         return Poll::Ready(Err(io::Error::other("bad receive completion")));
                     }
                     self.held += 1;
+                    self.memory.as_mut().expect("taken only on drop").deep |= len > PAGE - RING;
                     Ok(Some(Chunk { id, len }))
                 }
                 // Every buffer was filled before the connection read: all are back now.
@@ -432,11 +449,22 @@ mod tests {
             assert!(!inbox.is_armed(), "the peer's close ended the receive");
             drop(inbox);
             assert_eq!(pool.free.borrow().len(), 1, "an unarmed inbox is kept");
+            let start = pool.free.borrow()[0].start;
+            assert_eq!(resident(start), 1, "only its first page");
             let again = pool.take().unwrap();
             assert_eq!(again.memory.as_ref().unwrap().group, group, "and reused");
             let other = pool.take().unwrap();
             assert_ne!(other.memory.as_ref().unwrap().group, group);
         });
+    }
+
+    /// How many pages of the mapping at `start` are in memory.
+    fn resident(start: NonNull<u8>) -> usize {
+        let mut pages = [0u8; SIZE / PAGE];
+        // SAFETY: `start` is a live mapping of SIZE octets; `pages` has one octet per page.
+        let result = unsafe { libc::mincore(start.as_ptr().cast(), SIZE, pages.as_mut_ptr()) };
+        assert_eq!(result, 0);
+        pages.iter().filter(|&&page| page & 1 == 1).count()
     }
 
     #[test]
