@@ -870,7 +870,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
         for param in params.iter() {
             let param = param.map_err(|_| syntax)?;
             let keyword = param.keyword;
-            if ext.size && keyword.eq_ignore_ascii_case("SIZE") {
+            if keyword.eq_ignore_ascii_case("SIZE") {
                 let value = param.value.ok_or(syntax)?;
                 if size_seen || !value.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(if size_seen {

@@ -40,7 +40,9 @@ impl<'a> Config<'a> {
 pub struct Extensions {
     /// RFC 2920. Pipelined input is always processed in order; this only advertises it.
     pub pipelining: bool,
-    /// RFC 1870: `SIZE` keyword and `SIZE=` MAIL parameter.
+    /// RFC 1870: the `SIZE` keyword (and the 26 octets it adds to MAIL's line limit). A
+    /// `SIZE=` MAIL parameter is understood either way, as Python's smtpd does: the
+    /// message size limit applies to every message anyway.
     pub size: bool,
     /// RFC 6152: `BODY=7BIT|8BITMIME`.
     pub eight_bit_mime: bool,

@@ -655,12 +655,24 @@ fn bad_size_values_are_501() {
     assert_eq!(c.cmd("MAIL FROM:<a@b.example> size=0"), "250 2.1.0 OK\r\n");
 }
 
+/// Python's smtpd understands `SIZE=` whether or not it advertised SIZE (its command line
+/// advertises it only with `-s`); so do we, checking it against the limit all the same.
 #[test]
-fn size_parameter_needs_the_extension() {
-    let mut c = ehlo_with(with(|c| c.extensions.size = false));
+fn size_parameter_is_understood_when_not_advertised() {
+    let config = with(|c| {
+        c.extensions.size = false;
+        c.limits.message_size = Some(100);
+    });
+    let mut c = ehlo_with(config);
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example> SIZE=10"), "250 2.1.0 OK\r\n");
+    c.cmd("RSET");
     assert_eq!(
-        c.cmd("MAIL FROM:<a@b.example> SIZE=10"),
-        "555 5.5.4 MAIL FROM parameters not recognized or not implemented\r\n"
+        c.cmd("MAIL FROM:<a@b.example> SIZE=101"),
+        "552 5.3.4 Error: message size exceeds fixed maximum message size\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@b.example> SIZE=ten"),
+        "501 5.1.7 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
     );
 }
 
