@@ -468,6 +468,24 @@ mod tests {
     }
 
     #[test]
+    fn beyond_the_kept_few_inboxes_are_unregistered_and_their_groups_reused() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = InboxPool::new();
+            let inboxes: Vec<Inbox> = (0..=KEEP).map(|_| pool.take().unwrap()).collect();
+            let last = inboxes[KEEP].memory.as_ref().unwrap().group;
+            drop(inboxes);
+            assert_eq!(pool.free.borrow().len(), KEEP);
+            assert_eq!(*pool.free_groups.borrow(), [last], "unregistered");
+            let kept: Vec<Inbox> = (0..KEEP).map(|_| pool.take().unwrap()).collect();
+            // A new registration with the freed id succeeds (the kernel let go of it).
+            let again = pool.take().unwrap();
+            assert_eq!(again.memory.as_ref().unwrap().group, last);
+            assert!(pool.free_groups.borrow().is_empty());
+            drop((kept, again));
+        });
+    }
+
+    #[test]
     fn an_armed_inbox_is_never_reused() {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
