@@ -4,14 +4,19 @@
 //! One receive stays armed for the whole connection, so the kernel does not set up and
 //! tear down a poll for every command, as a receive per command would make it do. The
 //! buffers are the connection's own, not a pool shared by its thread: while the connection
-//! does not read (its handler or a slow write keeps it busy), the kernel fills at most
-//! [`COUNT`] of them, then ends the receive with `ENOBUFS`, and TCP flow control holds the
-//! peer back. No connection can take another's receive memory.
+//! does not read (its handler or a slow write keeps it busy), the kernel fills what the
+//! ring holds, then ends the receive with `ENOBUFS`, and TCP flow control holds the peer
+//! back. No connection can take another's receive memory.
+//!
+//! An inbox starts small: one buffer in the ring, which the kernel reuses for every command
+//! of a lock-step conversation (so a connection touches one page and stays in cache). The
+//! first time the connection falls behind (`ENOBUFS`), all [`COUNT`] buffers go into the
+//! ring, for the rest of its life: a sender of big messages gets room to stream.
 //!
 //! Memory: one anonymous mapping per inbox, the ring's entries in front of the buffers, so
-//! that an idle connection's EHLO touches a single page. Inboxes of ended connections wait
-//! in their thread's [`InboxPool`], still registered with the ring, so a busy thread makes
-//! no system call for them.
+//! that an idle connection's EHLO touches a single page. Inboxes of ended connections that
+//! stayed small wait in their thread's [`InboxPool`], still registered with the ring, so a
+//! busy thread makes no system call for them; grown ones are unregistered and unmapped.
 //!
 //! Invariants: the kernel owns exactly the buffers in the ring; a buffer named by a
 //! completion is the inbox's until [`Inbox::give_back`]. An inbox's memory is reused or
@@ -71,8 +76,9 @@ struct Memory {
     group: u16,
     /// Next ring slot to provide a buffer in (the kernel's head follows it around).
     tail: u16,
-    /// A receive filled more than the start of a buffer: pages beyond the first are
-    /// returned to the kernel before the memory waits for another connection.
+    /// Buffers `0..in_use` take turns in the ring: 1, or [`COUNT`] once grown.
+    in_use: u16,
+    /// A receive filled more than the first page of its buffer.
     deep: bool,
 }
 
@@ -142,12 +148,10 @@ impl InboxPool {
             start,
             group,
             tail: 0,
+            in_use: 1,
             deep: false,
         };
-        // The ring starts full: every buffer is the kernel's.
-        for id in 0..COUNT {
-            memory.provide(id);
-        }
+        memory.provide(0);
         let registration = BufReg {
             ring_addr: start.as_ptr() as u64,
             ring_entries: COUNT.into(),
@@ -164,21 +168,11 @@ impl InboxPool {
         Ok(memory)
     }
 
-    /// Takes back an inbox's memory (no receive is armed on it).
-    fn put(&self, mut memory: Memory) {
+    /// Takes back an inbox's memory (no receive is armed on it, no chunk is held). Only
+    /// small ones are kept: one buffer in the ring, and one page touched.
+    fn put(&self, memory: Memory) {
         let mut free = self.free.borrow_mut();
-        if free.len() < KEEP {
-            if memory.deep {
-                // What a big receive touched goes back to the kernel: a free inbox keeps its
-                // first page (the ring, and the start of buffer 0 where the next EHLO lands)
-                // and at most the first page of each buffer (all that commands touch).
-                // SAFETY: unarmed, and no chunk is held: nothing reads or writes the pages.
-                unsafe {
-                    let beyond = memory.start.as_ptr().add(PAGE);
-                    libc::madvise(beyond.cast(), SIZE - PAGE, libc::MADV_DONTNEED);
-                }
-                memory.deep = false;
-            }
+        if free.len() < KEEP && memory.in_use == 1 && !memory.deep {
             return free.push(memory);
         }
         let registration = BufReg {
@@ -224,6 +218,14 @@ impl Drop for InboxPool {
 }
 
 impl Memory {
+    /// Puts the buffers not yet in use into the ring too.
+    fn grow(&mut self) {
+        for id in self.in_use..COUNT {
+            self.provide(id);
+        }
+        self.in_use = COUNT;
+    }
+
     /// Hands buffer `id` to the kernel: writes the ring entry at the tail, then moves the
     /// tail past it.
     fn provide(&mut self, id: u16) {
@@ -278,7 +280,7 @@ impl Inbox {
         stream: &TcpStream,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Option<Chunk>>> {
-        let memory = self.memory.as_ref().expect("taken only on drop");
+        let group = self.memory.as_ref().expect("taken only on drop").group;
         debug_assert_eq!(
             self.held, 0,
             "chunks are given back before the next receive"
@@ -287,7 +289,7 @@ impl Inbox {
             let receive = self.receive.get_or_insert_with(|| {
                 Box::pin(compio::runtime::submit_multi(Receive {
                     fd: stream.to_shared_fd(),
-                    group: memory.group,
+                    group,
                     completions: VecDeque::new(),
                 }))
             });
@@ -309,8 +311,12 @@ impl Inbox {
                     self.memory.as_mut().expect("taken only on drop").deep |= len > PAGE - RING;
                     Ok(Some(Chunk { id, len }))
                 }
-                // Every buffer was filled before the connection read: all are back now.
-                Err(error) if is_out_of_buffers(&error) => continue,
+                // The connection fell behind and the ring ran dry; every chunk is back by
+                // now. Give the kernel all the buffers, and receive again.
+                Err(error) if is_out_of_buffers(&error) => {
+                    self.memory.as_mut().expect("taken only on drop").grow();
+                    continue;
+                }
                 Err(error) => Err(error),
             });
         }
@@ -422,35 +428,65 @@ mod tests {
         all
     }
 
+    fn connected() -> (std::net::TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, TcpStream::from_std(server).unwrap())
+    }
+
     #[test]
-    fn a_reader_that_falls_behind_loses_nothing_and_its_memory_is_reused() {
+    fn a_reader_that_falls_behind_loses_nothing_and_its_grown_inbox_is_not_kept() {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let address = listener.local_addr().unwrap();
+            let (mut client, stream) = connected();
             // 1 MiB in odd-sized writes, far more than the inbox holds.
             let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
             let writer = std::thread::spawn({
                 let sent = sent.clone();
                 move || {
-                    let mut client = std::net::TcpStream::connect(address).unwrap();
                     for piece in sent.chunks(7919) {
                         client.write_all(piece).unwrap();
                     }
                 }
             });
-            let (server, _) = listener.accept().unwrap();
-            let stream = TcpStream::from_std(server).unwrap();
             let mut inbox = pool.take().unwrap();
             let group = inbox.memory.as_ref().unwrap().group;
             let received = receive_all(&mut inbox, &stream).await;
             writer.join().unwrap();
             assert!(received == sent, "every octet, in order");
             assert!(!inbox.is_armed(), "the peer's close ended the receive");
+            assert_eq!(inbox.memory.as_ref().unwrap().in_use, COUNT, "it grew");
             drop(inbox);
-            assert_eq!(pool.free.borrow().len(), 1, "an unarmed inbox is kept");
-            let start = pool.free.borrow()[0].start;
-            assert_eq!(resident(start), 1, "only its first page");
+            assert!(pool.free.borrow().is_empty(), "a grown inbox is not kept");
+            assert_eq!(*pool.free_groups.borrow(), [group], "but unregistered");
+        });
+    }
+
+    #[test]
+    fn a_lock_step_conversation_uses_one_buffer_and_one_page_and_its_inbox_is_reused() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = InboxPool::new();
+            let (mut client, stream) = connected();
+            let mut inbox = pool.take().unwrap();
+            let group = inbox.memory.as_ref().unwrap().group;
+            for command in 0..50 {
+                let line = format!("NOOP {command}\r\n");
+                client.write_all(line.as_bytes()).unwrap();
+                let chunk = poll_fn(|cx| inbox.poll_receive(&stream, cx)).await;
+                let chunk = chunk.unwrap().expect("a command");
+                assert_eq!(chunk.id, 0, "the one buffer, again and again");
+                assert_eq!(inbox.data(&chunk), line.as_bytes());
+                inbox.give_back(chunk);
+            }
+            drop(client);
+            assert!(poll_fn(|cx| inbox.poll_receive(&stream, cx))
+                .await
+                .unwrap()
+                .is_none());
+            drop(inbox);
+            assert_eq!(pool.free.borrow().len(), 1, "a small inbox is kept");
+            assert_eq!(resident(pool.free.borrow()[0].start), 1, "one page touched");
             let again = pool.take().unwrap();
             assert_eq!(again.memory.as_ref().unwrap().group, group, "and reused");
             let other = pool.take().unwrap();
@@ -489,10 +525,7 @@ mod tests {
     fn an_armed_inbox_is_never_reused() {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let (server, _) = listener.accept().unwrap();
-            let stream = TcpStream::from_std(server).unwrap();
+            let (client, stream) = connected();
             let mut inbox = pool.take().unwrap();
             let waker = std::task::Waker::noop();
             let mut cx = Context::from_waker(waker);
