@@ -18,6 +18,10 @@
 //! stayed small wait in their thread's [`InboxPool`], still registered with the ring, so a
 //! busy thread makes no system call for them; grown ones are unregistered and unmapped.
 //!
+//! Buffer rings pin a page each, which counts against `RLIMIT_MEMLOCK` for an unprivileged
+//! server (8 MiB by default: about 2,000 rings). A connection that gets no ring still gets
+//! served, by one plain receive at a time into its own buffer ([`Inbox::Plain`]).
+//!
 //! Invariants: the kernel owns exactly the buffers in the ring; a buffer named by a
 //! completion is the inbox's until [`Inbox::give_back`]. An inbox's memory is reused or
 //! unmapped only when no receive is armed on it; if one may still be (the connection was
@@ -25,6 +29,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -35,7 +40,7 @@ use std::task::{ready, Context, Poll};
 
 use compio::buf::BufResult;
 use compio::net::TcpStream;
-use compio::runtime::SubmitMulti;
+use compio::runtime::{Submit, SubmitMulti};
 use compio_driver::OpEntry;
 use compio_driver::{Extra, OpCode, SharedFd, ToSharedFd};
 use futures_util::stream::{FusedStream, Stream};
@@ -88,6 +93,8 @@ pub(crate) struct InboxPool {
     free: RefCell<Vec<Memory>>,
     free_groups: RefCell<Vec<u16>>,
     next_group: Cell<u16>,
+    /// A ring could not be registered (logged once per thread).
+    ring_failed: Cell<bool>,
 }
 
 impl InboxPool {
@@ -98,21 +105,35 @@ impl InboxPool {
             free: RefCell::default(),
             free_groups: RefCell::default(),
             next_group: Cell::new(FIRST_GROUP),
+            ring_failed: Cell::new(false),
         })
     }
 
-    /// A free inbox, or a newly mapped and registered one.
-    pub(crate) fn take(self: &Rc<Self>) -> io::Result<Inbox> {
+    /// A free inbox, or a newly mapped and registered one; a plain one if no ring can be
+    /// registered.
+    pub(crate) fn take(self: &Rc<Self>) -> Inbox {
         let memory = match self.free.borrow_mut().pop() {
-            Some(memory) => memory,
-            None => self.create()?,
+            Some(memory) => Ok(memory),
+            None => self.create(),
         };
-        Ok(Inbox {
-            memory: Some(memory),
-            pool: self.clone(),
-            held: 0,
-            receive: None,
-        })
+        match memory {
+            Ok(memory) => Inbox::Ring(RingInbox {
+                memory: Some(memory),
+                pool: self.clone(),
+                held: 0,
+                receive: None,
+            }),
+            Err(error) => {
+                if !self.ring_failed.replace(true) {
+                    tracing::warn!(
+                        %error,
+                        "no receive buffer ring for a connection (see `ulimit -l`): \
+                         receiving one read at a time for such connections"
+                    );
+                }
+                Inbox::Plain(PlainInbox::default())
+            }
+        }
     }
 
     fn create(&self) -> io::Result<Memory> {
@@ -262,7 +283,60 @@ pub(crate) struct Chunk {
 }
 
 /// A connection's receive side (see the module documentation).
-pub(crate) struct Inbox {
+pub(crate) enum Inbox {
+    /// A buffer ring of its own, filled by one multishot receive.
+    Ring(RingInbox),
+    /// One receive at a time into a buffer of its own.
+    Plain(PlainInbox),
+}
+
+impl Inbox {
+    /// The next chunk received on `stream`; `None` when the peer has closed its side. Every
+    /// chunk must be given back before the next poll.
+    pub(crate) fn poll_receive(
+        &mut self,
+        stream: &TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Chunk>>> {
+        match self {
+            Inbox::Ring(ring) => ring.poll_receive(stream, cx),
+            Inbox::Plain(plain) => plain.poll_receive(stream, cx),
+        }
+    }
+
+    /// The octets of a chunk.
+    pub(crate) fn data(&self, chunk: &Chunk) -> &[u8] {
+        match self {
+            Inbox::Ring(ring) => ring.data(chunk),
+            Inbox::Plain(plain) => plain.data(chunk),
+        }
+    }
+
+    /// Returns a chunk's buffer for the next receive.
+    pub(crate) fn give_back(&mut self, chunk: Chunk) {
+        match self {
+            Inbox::Ring(ring) => ring.give_back(chunk),
+            Inbox::Plain(_) => {}
+        }
+    }
+
+    /// Whether a receive is armed that must end before the memory is reused (a plain
+    /// receive is cancelled by dropping it: compio keeps its buffer until it has ended).
+    pub(crate) fn is_armed(&self) -> bool {
+        matches!(self, Inbox::Ring(ring) if ring.receive.is_some())
+    }
+
+    /// Ends an armed receive (see [`RingInbox::poll_end`]).
+    pub(crate) fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            Inbox::Ring(ring) => ring.poll_end(cx),
+            Inbox::Plain(_) => Poll::Ready(()),
+        }
+    }
+}
+
+/// An inbox with a buffer ring of its own.
+pub(crate) struct RingInbox {
     /// Taken only when the inbox is dropped.
     memory: Option<Memory>,
     pool: Rc<InboxPool>,
@@ -272,10 +346,10 @@ pub(crate) struct Inbox {
     receive: Option<Pin<Box<SubmitMulti<Receive>>>>,
 }
 
-impl Inbox {
+impl RingInbox {
     /// The next chunk received on `stream`, arming the receive when none is; `None` when the
     /// peer has closed its side. Every chunk must be given back before the next poll.
-    pub(crate) fn poll_receive(
+    fn poll_receive(
         &mut self,
         stream: &TcpStream,
         cx: &mut Context<'_>,
@@ -322,8 +396,7 @@ impl Inbox {
         }
     }
 
-    /// The octets of a chunk.
-    pub(crate) fn data(&self, chunk: &Chunk) -> &[u8] {
+    fn data(&self, chunk: &Chunk) -> &[u8] {
         let memory = self.memory.as_ref().expect("taken only on drop");
         // SAFETY: the kernel filled `len` octets of buffer `id` and, by the invariants,
         // writes no more into it until it is given back, which takes `&mut self`.
@@ -331,20 +404,15 @@ impl Inbox {
     }
 
     /// Returns a chunk's buffer to the kernel.
-    pub(crate) fn give_back(&mut self, chunk: Chunk) {
+    fn give_back(&mut self, chunk: Chunk) {
         let memory = self.memory.as_mut().expect("taken only on drop");
         memory.provide(chunk.id);
         self.held -= 1;
     }
 
-    /// Whether a receive is armed (and must end before the memory is reused).
-    pub(crate) fn is_armed(&self) -> bool {
-        self.receive.is_some()
-    }
-
     /// Ends an armed receive, which the shut-down socket completes at once; discards
     /// whatever it still brings. Call after shutting the socket down for reading.
-    pub(crate) fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while let Some(receive) = self.receive.as_mut() {
             let next = ready!(receive.as_mut().poll_next(cx));
             if receive.is_terminated() || next.is_none() {
@@ -361,7 +429,7 @@ impl Inbox {
     }
 }
 
-impl Drop for Inbox {
+impl Drop for RingInbox {
     fn drop(&mut self) {
         // An armed receive may still write into the buffers, and a held buffer is missing
         // from the ring: such memory is leaked, never reused or unmapped (dropping the
@@ -369,6 +437,66 @@ impl Drop for Inbox {
         if let (Some(memory), None, 0) = (self.memory.take(), &self.receive, self.held) {
             self.pool.put(memory);
         }
+    }
+}
+
+/// Octets a plain inbox receives at most at once (the old single-shot receive's size).
+const PLAIN: usize = 64 * 1024;
+
+/// An inbox without a ring: one receive at a time into its own buffer.
+#[derive(Default)]
+pub(crate) struct PlainInbox {
+    /// `None` while a receive is in flight (the receive owns it).
+    buffer: Option<Vec<u8>>,
+    receive: Option<Pin<Box<Submit<ReceiveOnce>>>>,
+}
+
+impl PlainInbox {
+    fn poll_receive(
+        &mut self,
+        stream: &TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Chunk>>> {
+        let buffer = &mut self.buffer;
+        let receive = self.receive.get_or_insert_with(|| {
+            Box::pin(compio::runtime::submit(ReceiveOnce {
+                fd: stream.to_shared_fd(),
+                // Zeroed, so that every octet is initialized; pages are touched as used.
+                buffer: buffer.take().unwrap_or_else(|| vec![0; PLAIN]),
+            }))
+        });
+        let BufResult(result, op) = ready!(receive.as_mut().poll(cx));
+        self.receive = None;
+        self.buffer = Some(op.buffer);
+        Poll::Ready(match result {
+            Ok(0) => Ok(None),
+            Ok(len) => Ok(Some(Chunk { id: 0, len })),
+            Err(error) => Err(error),
+        })
+    }
+
+    fn data(&self, chunk: &Chunk) -> &[u8] {
+        &self.buffer.as_deref().unwrap_or_default()[..chunk.len]
+    }
+}
+
+/// One receive into an owned buffer (`IORING_OP_RECV`).
+struct ReceiveOnce {
+    fd: SharedFd<socket2::Socket>,
+    buffer: Vec<u8>,
+}
+
+// SAFETY: the entry refers to the socket, which `fd` keeps open, and to the buffer's heap
+// memory, which the operation owns (compio keeps it until the operation has ended).
+unsafe impl OpCode for ReceiveOnce {
+    type Control = ();
+
+    fn create_entry(&mut self, _: &mut ()) -> OpEntry {
+        let fd = io_uring::types::Fd(self.fd.as_raw_fd());
+        let len = u32::try_from(self.buffer.len()).unwrap_or(u32::MAX);
+        io_uring::opcode::Recv::new(fd, self.buffer.as_mut_ptr(), len)
+            .build()
+            .into()
     }
 }
 
@@ -416,6 +544,13 @@ mod tests {
     use std::io::Write;
     use std::time::Duration;
 
+    fn ring(inbox: Inbox) -> RingInbox {
+        match inbox {
+            Inbox::Ring(ring) => ring,
+            Inbox::Plain(_) => panic!("no ring"),
+        }
+    }
+
     /// Receives everything `stream` brings until the peer closes, giving chunks back.
     async fn receive_all(inbox: &mut Inbox, stream: &TcpStream) -> Vec<u8> {
         let mut all = Vec::new();
@@ -435,31 +570,57 @@ mod tests {
         (client, TcpStream::from_std(server).unwrap())
     }
 
+    /// Sends 1 MiB in odd-sized writes from another thread, far more than an inbox holds,
+    /// and receives it slowly; returns what was sent and what was received.
+    async fn flood(inbox: &mut Inbox) -> (Vec<u8>, Vec<u8>) {
+        let (mut client, stream) = connected();
+        let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let writer = std::thread::spawn({
+            let sent = sent.clone();
+            move || {
+                for piece in sent.chunks(7919) {
+                    client.write_all(piece).unwrap();
+                }
+            }
+        });
+        let received = receive_all(inbox, &stream).await;
+        writer.join().unwrap();
+        (sent, received)
+    }
+
     #[test]
     fn a_reader_that_falls_behind_loses_nothing_and_its_grown_inbox_is_not_kept() {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
-            let (mut client, stream) = connected();
-            // 1 MiB in odd-sized writes, far more than the inbox holds.
-            let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-            let writer = std::thread::spawn({
-                let sent = sent.clone();
-                move || {
-                    for piece in sent.chunks(7919) {
-                        client.write_all(piece).unwrap();
-                    }
-                }
-            });
-            let mut inbox = pool.take().unwrap();
-            let group = inbox.memory.as_ref().unwrap().group;
-            let received = receive_all(&mut inbox, &stream).await;
-            writer.join().unwrap();
+            let mut inbox = pool.take();
+            let (sent, received) = flood(&mut inbox).await;
             assert!(received == sent, "every octet, in order");
             assert!(!inbox.is_armed(), "the peer's close ended the receive");
+            let inbox = ring(inbox);
             assert_eq!(inbox.memory.as_ref().unwrap().in_use, COUNT, "it grew");
+            let group = inbox.memory.as_ref().unwrap().group;
             drop(inbox);
             assert!(pool.free.borrow().is_empty(), "a grown inbox is not kept");
             assert_eq!(*pool.free_groups.borrow(), [group], "but unregistered");
+        });
+    }
+
+    #[test]
+    fn without_a_ring_a_connection_is_served_by_plain_receives() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            // A ring that refuses registrations, like a reached locked-memory limit.
+            let pool = Rc::new(InboxPool {
+                ring: -1,
+                free: RefCell::default(),
+                free_groups: RefCell::default(),
+                next_group: Cell::new(FIRST_GROUP),
+                ring_failed: Cell::new(false),
+            });
+            let mut inbox = pool.take();
+            assert!(matches!(inbox, Inbox::Plain(_)));
+            assert!(pool.ring_failed.get());
+            let (sent, received) = flood(&mut inbox).await;
+            assert!(received == sent, "every octet, in order");
         });
     }
 
@@ -468,7 +629,7 @@ mod tests {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
             let (mut client, stream) = connected();
-            let mut inbox = pool.take().unwrap();
+            let mut inbox = ring(pool.take());
             let group = inbox.memory.as_ref().unwrap().group;
             for command in 0..50 {
                 let line = format!("NOOP {command}\r\n");
@@ -487,9 +648,9 @@ mod tests {
             drop(inbox);
             assert_eq!(pool.free.borrow().len(), 1, "a small inbox is kept");
             assert_eq!(resident(pool.free.borrow()[0].start), 1, "one page touched");
-            let again = pool.take().unwrap();
+            let again = ring(pool.take());
             assert_eq!(again.memory.as_ref().unwrap().group, group, "and reused");
-            let other = pool.take().unwrap();
+            let other = ring(pool.take());
             assert_ne!(other.memory.as_ref().unwrap().group, group);
         });
     }
@@ -507,14 +668,14 @@ mod tests {
     fn beyond_the_kept_few_inboxes_are_unregistered_and_their_groups_reused() {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
-            let inboxes: Vec<Inbox> = (0..=KEEP).map(|_| pool.take().unwrap()).collect();
+            let inboxes: Vec<RingInbox> = (0..=KEEP).map(|_| ring(pool.take())).collect();
             let last = inboxes[KEEP].memory.as_ref().unwrap().group;
             drop(inboxes);
             assert_eq!(pool.free.borrow().len(), KEEP);
             assert_eq!(*pool.free_groups.borrow(), [last], "unregistered");
-            let kept: Vec<Inbox> = (0..KEEP).map(|_| pool.take().unwrap()).collect();
+            let kept: Vec<RingInbox> = (0..KEEP).map(|_| ring(pool.take())).collect();
             // A new registration with the freed id succeeds (the kernel let go of it).
-            let again = pool.take().unwrap();
+            let again = ring(pool.take());
             assert_eq!(again.memory.as_ref().unwrap().group, last);
             assert!(pool.free_groups.borrow().is_empty());
             drop((kept, again));
@@ -526,11 +687,11 @@ mod tests {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
             let (client, stream) = connected();
-            let mut inbox = pool.take().unwrap();
+            let mut inbox = ring(pool.take());
             let waker = std::task::Waker::noop();
             let mut cx = Context::from_waker(waker);
             assert!(inbox.poll_receive(&stream, &mut cx).is_pending());
-            assert!(inbox.is_armed());
+            assert!(inbox.receive.is_some(), "armed");
             drop(inbox);
             assert!(pool.free.borrow().is_empty(), "leaked, not reused");
             drop(client);

@@ -333,7 +333,7 @@ impl<F: HandlerFactory> Worker<F> {
         let memory = match over_cap {
             true => None,
             false => PageArena::take()
-                .and_then(|arena| Ok((arena, shared.inboxes.take()?)))
+                .map(|arena| (arena, shared.inboxes.take()))
                 .inspect_err(|error| tracing::warn!(%peer, %error, "no memory for a session"))
                 .ok(),
         };
