@@ -15,8 +15,9 @@
 //!
 //! Memory: one anonymous mapping per inbox, the ring's entries in front of the buffers, so
 //! that an idle connection's EHLO touches a single page. Inboxes of ended connections that
-//! stayed small wait in their thread's [`InboxPool`], still registered with the ring, so a
-//! busy thread makes no system call for them; grown ones are unregistered and unmapped.
+//! stayed small wait in their thread's [`InboxPool`], still registered with the ring (and
+//! with only their first page in memory), so a busy thread makes few system calls for
+//! them; grown ones are unregistered and unmapped.
 //!
 //! Buffer rings pin a page each, which counts against `RLIMIT_MEMLOCK` for an unprivileged
 //! server (8 MiB by default: about 2,000 rings). A connection that gets no ring still gets
@@ -190,10 +191,19 @@ impl InboxPool {
     }
 
     /// Takes back an inbox's memory (no receive is armed on it, no chunk is held). Only
-    /// small ones are kept: one buffer in the ring, and one page touched.
-    fn put(&self, memory: Memory) {
+    /// small ones are kept (one buffer in the ring), with one page in memory.
+    fn put(&self, mut memory: Memory) {
         let mut free = self.free.borrow_mut();
-        if free.len() < KEEP && memory.in_use == 1 && !memory.deep {
+        if free.len() < KEEP && memory.in_use == 1 {
+            if memory.deep {
+                // What a bigger receive touched goes back to the kernel.
+                // SAFETY: unarmed, and no chunk is held: nothing reads or writes the pages.
+                unsafe {
+                    let beyond = memory.start.as_ptr().add(PAGE);
+                    libc::madvise(beyond.cast(), SIZE - PAGE, libc::MADV_DONTNEED);
+                }
+                memory.deep = false;
+            }
             return free.push(memory);
         }
         let registration = BufReg {
@@ -625,7 +635,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_step_conversation_uses_one_buffer_and_one_page_and_its_inbox_is_reused() {
+    fn a_lock_step_conversation_uses_one_buffer_and_its_inbox_is_kept_with_one_page() {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let pool = InboxPool::new();
             let (mut client, stream) = connected();
@@ -640,6 +650,16 @@ mod tests {
                 assert_eq!(inbox.data(&chunk), line.as_bytes());
                 inbox.give_back(chunk);
             }
+            // A message line bigger than a page, in the same buffer.
+            let long = [b'x'; 10_000];
+            client.write_all(&long).unwrap();
+            let mut got = 0;
+            while got < long.len() {
+                let chunk = poll_fn(|cx| inbox.poll_receive(&stream, cx)).await;
+                let chunk = chunk.unwrap().expect("the line");
+                got += inbox.data(&chunk).len();
+                inbox.give_back(chunk);
+            }
             drop(client);
             assert!(poll_fn(|cx| inbox.poll_receive(&stream, cx))
                 .await
@@ -647,7 +667,7 @@ mod tests {
                 .is_none());
             drop(inbox);
             assert_eq!(pool.free.borrow().len(), 1, "a small inbox is kept");
-            assert_eq!(resident(pool.free.borrow()[0].start), 1, "one page touched");
+            assert_eq!(resident(pool.free.borrow()[0].start), 1, "with one page");
             let again = ring(pool.take());
             assert_eq!(again.memory.as_ref().unwrap().group, group, "and reused");
             let other = ring(pool.take());
