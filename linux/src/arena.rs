@@ -38,25 +38,30 @@ impl PageArena {
         if let Some(start) = FREE.with_borrow_mut(Vec::pop) {
             return Ok(PageArena { start });
         }
-        // SAFETY: an anonymous private mapping at an address of the kernel's choice touches
-        // no existing memory.
-        let mapped = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if mapped == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let start =
-            NonNull::new(mapped.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(PageArena { start })
+        Ok(PageArena {
+            start: map_pages(SIZE)?,
+        })
     }
+}
+
+/// `len` octets of new anonymous, private, zeroed pages (only those written cost memory).
+pub(crate) fn map_pages(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choice touches no
+    // existing memory.
+    let mapped = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(mapped.cast()).ok_or_else(|| io::Error::other("mmap gave null"))
 }
 
 impl Drop for PageArena {

@@ -46,6 +46,8 @@ use compio_driver::OpEntry;
 use compio_driver::{Extra, OpCode, SharedFd, ToSharedFd};
 use futures_util::stream::{FusedStream, Stream};
 
+use crate::arena::map_pages;
+
 /// Buffers per connection (a power of two, as the ring requires).
 const COUNT: u16 = 4;
 /// Octets per buffer: the most one completion carries.
@@ -149,23 +151,7 @@ impl InboxPool {
                 group
             }
         };
-        // SAFETY: an anonymous private mapping at an address of the kernel's choice touches
-        // no existing memory.
-        let mapped = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if mapped == libc::MAP_FAILED {
-            self.free_groups.borrow_mut().push(group);
-            return Err(io::Error::last_os_error());
-        }
-        let start = NonNull::new(mapped.cast::<u8>()).expect("mmap never maps address 0");
+        let start = map_pages(SIZE).inspect_err(|_| self.free_groups.borrow_mut().push(group))?;
         let mut memory = Memory {
             start,
             group,
