@@ -70,6 +70,7 @@ const UNREGISTER_PBUF_RING: libc::c_uint = 23;
 
 /// `struct io_uring_buf_reg`.
 #[repr(C)]
+#[derive(Default)]
 struct BufReg {
     ring_addr: u64,
     ring_entries: u32,
@@ -164,8 +165,7 @@ impl InboxPool {
             ring_addr: start.as_ptr() as u64,
             ring_entries: COUNT.into(),
             bgid: group,
-            flags: 0,
-            resv: [0; 3],
+            ..BufReg::default()
         };
         if let Err(error) = self.register(REGISTER_PBUF_RING, &registration) {
             // SAFETY: the mapping was made above and nothing else refers to it.
@@ -193,11 +193,8 @@ impl InboxPool {
             return free.push(memory);
         }
         let registration = BufReg {
-            ring_addr: 0,
-            ring_entries: 0,
             bgid: memory.group,
-            flags: 0,
-            resv: [0; 3],
+            ..BufReg::default()
         };
         if self.register(UNREGISTER_PBUF_RING, &registration).is_ok() {
             self.free_groups.borrow_mut().push(memory.group);
@@ -414,10 +411,12 @@ impl RingInbox {
             if receive.is_terminated() || next.is_none() {
                 self.receive = None;
             }
-            if let Some(BufResult(Ok(len), extra)) = next {
-                if let (true, Ok(id)) = (len > 0, extra.buffer_id()) {
-                    self.held += 1;
-                    self.give_back(Chunk { id, len });
+            if let Some(BufResult(Ok(1..), extra)) = next {
+                if let Ok(id) = extra.buffer_id() {
+                    self.memory
+                        .as_mut()
+                        .expect("taken only on drop")
+                        .provide(id);
                 }
             }
         }
