@@ -11,6 +11,7 @@ use std::time::Duration;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
+use tracing::Level;
 
 use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
@@ -293,72 +294,153 @@ impl TextLayer {
 }
 
 thread_local! {
-    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+    static LINE: RefCell<Line> = RefCell::new(Line::default());
+}
+
+/// A thread's reused line buffer, and the second its timestamp prefix was formatted for.
+#[derive(Default)]
+struct Line {
+    text: String,
+    stamp: Stamp,
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TextLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         LINE.with(|line| {
-            let mut line = line.borrow_mut();
-            line.clear();
-            write_timestamp(&mut line, SystemTime::now());
-            let meta = event.metadata();
-            let _ = write!(line, " {:>5} {}:", meta.level(), meta.target());
-            event.record(&mut Fields(&mut line));
-            line.push('\n');
-            self.out.append(line.as_bytes());
+            let Line { text, stamp } = &mut *line.borrow_mut();
+            text.clear();
+            format_line(text, stamp, event, SystemTime::now());
+            self.out.append(text.as_bytes());
         });
     }
 }
 
+/// Appends `event`'s line, newline included.
+fn format_line(text: &mut String, stamp: &mut Stamp, event: &tracing::Event<'_>, now: SystemTime) {
+    stamp.write(text, now);
+    let meta = event.metadata();
+    text.push_str(match *meta.level() {
+        Level::ERROR => " ERROR ",
+        Level::WARN => "  WARN ",
+        Level::INFO => "  INFO ",
+        Level::DEBUG => " DEBUG ",
+        Level::TRACE => " TRACE ",
+    });
+    text.push_str(meta.target());
+    text.push(':');
+    event.record(&mut Fields(text));
+    text.push('\n');
+}
+
 /// Writes an event's fields as ` message key=value …` (strings quoted, as `Debug` does).
+/// Numbers and plain strings, most of a line, are written without `core::fmt`.
 struct Fields<'a>(&'a mut String);
+
+impl Fields<'_> {
+    fn key(&mut self, field: &Field) {
+        self.0.push(' ');
+        self.0.push_str(field.name());
+        self.0.push('=');
+    }
+}
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.0.push(' ');
             self.0.push_str(value);
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+            return;
         }
+        self.key(field);
+        push_quoted(self.0, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let _ = write!(self.0, " {}={value}", field.name());
+        self.key(field);
+        push_decimal(self.0, value, 1);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        let _ = write!(self.0, " {}={value}", field.name());
+        self.key(field);
+        if value < 0 {
+            self.0.push('-');
+        }
+        push_decimal(self.0, value.unsigned_abs(), 1);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        let _ = write!(self.0, " {}={value}", field.name());
+        self.key(field);
+        self.0.push_str(if value { "true" } else { "false" });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
         if field.name() == "message" {
             let _ = write!(self.0, " {value:?}");
         } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+            self.key(field);
+            let _ = write!(self.0, "{value:?}");
         }
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC 3339, UTC).
-fn write_timestamp(line: &mut String, now: SystemTime) {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let time = secs % 86_400;
-    let _ = write!(
-        line,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        time / 3600,
-        time / 60 % 60,
-        time % 60,
-        since.subsec_micros()
-    );
+/// Appends `value` quoted as `Debug` does, without `core::fmt` when it needs no escapes.
+fn push_quoted(text: &mut String, value: &str) {
+    // What `Debug` leaves as it is: printable ASCII but the quote and the backslash.
+    if value
+        .bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        text.push('"');
+        text.push_str(value);
+        text.push('"');
+    } else {
+        let _ = write!(text, "{value:?}");
+    }
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits (at most 20).
+fn push_decimal(text: &mut String, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while value > 0 || start > digits.len() - width {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    // ASCII digits only.
+    text.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+}
+
+/// The timestamp of a line, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC 3339, UTC). The part up to
+/// the seconds is formatted once per second and kept.
+#[derive(Default)]
+struct Stamp {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS.` of `second`.
+    prefix: String,
+}
+
+impl Stamp {
+    fn write(&mut self, text: &mut String, now: SystemTime) {
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        if self.second != Some(secs) {
+            let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+            let time = secs % 86_400;
+            self.prefix.clear();
+            let _ = write!(
+                self.prefix,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+                time / 3600,
+                time / 60 % 60,
+                time % 60,
+            );
+            self.second = Some(secs);
+        }
+        text.push_str(&self.prefix);
+        push_decimal(text, since.subsec_micros().into(), 6);
+        text.push('Z');
+    }
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
@@ -392,14 +474,69 @@ mod tests {
             (951_782_400, "2000-02-29T00:00:00.000000Z"),
             (1_795_892_405, "2026-11-28T19:00:05.000000Z"),
             (4_107_542_399, "2100-02-28T23:59:59.000000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000000Z"),
+            (1_795_892_405, "2026-11-28T19:00:05.000000Z"),
         ];
+        // One stamp throughout: its kept prefix must follow every change of second.
+        let mut stamp = Stamp::default();
         for (secs, expected) in cases {
             let mut line = String::new();
-            write_timestamp(&mut line, UNIX_EPOCH + Duration::from_secs(secs));
+            stamp.write(&mut line, UNIX_EPOCH + Duration::from_secs(secs));
             assert_eq!(line, expected);
         }
-        let mut line = String::new();
-        write_timestamp(&mut line, UNIX_EPOCH + Duration::from_micros(1_500_042));
-        assert_eq!(line, "1970-01-01T00:00:01.500042Z");
+        for (micros, expected) in [
+            (1_500_042, "1970-01-01T00:00:01.500042Z"),
+            (1_000_007, "1970-01-01T00:00:01.000007Z"),
+            (1_999_999, "1970-01-01T00:00:01.999999Z"),
+        ] {
+            let mut line = String::new();
+            stamp.write(&mut line, UNIX_EPOCH + Duration::from_micros(micros));
+            assert_eq!(line, expected);
+        }
+    }
+
+    /// Formats each event with [`format_line`] at a fixed time.
+    struct Collect(Arc<Mutex<String>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let now = UNIX_EPOCH + Duration::from_micros(1_795_892_405_000_123);
+            format_line(
+                &mut self.0.lock().unwrap(),
+                &mut Stamp::default(),
+                event,
+                now,
+            );
+        }
+    }
+
+    #[test]
+    fn lines_have_the_default_layout_and_debug_quoting() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let lines = Arc::new(Mutex::new(String::new()));
+        let subscriber = tracing_subscriber::registry().with(Collect(lines.clone()));
+        let peer: SocketAddr = "[::1]:2525".parse().unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(peer = %peer, from = "a@b.example", size = 1024u64, ms = 0u64, "message");
+            tracing::warn!(delta = -42i64, ok = true, "odd {}", 7);
+            for odd in ["quote\"", "back\\slash", "é", "\u{7f}\ttab"] {
+                tracing::error!(from = odd, "x");
+            }
+            tracing::debug!(max = u64::MAX, zero = 0u64, "");
+        });
+        let expected = [
+            r#"2026-11-28T19:00:05.000123Z  INFO smtpd_linux::logging::tests: message peer=[::1]:2525 from="a@b.example" size=1024 ms=0"#,
+            r#"2026-11-28T19:00:05.000123Z  WARN smtpd_linux::logging::tests: odd 7 delta=-42 ok=true"#,
+            r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="quote\"""#,
+            r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="back\\slash""#,
+            r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="é""#,
+            r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="\u{7f}\ttab""#,
+            r#"2026-11-28T19:00:05.000123Z DEBUG smtpd_linux::logging::tests:  max=18446744073709551615 zero=0"#,
+        ];
+        assert_eq!(lines.lock().unwrap().lines().collect::<Vec<_>>(), expected);
     }
 }
