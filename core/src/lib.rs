@@ -18,6 +18,7 @@
 
 pub mod address;
 pub mod channel;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod data;

@@ -20,8 +20,8 @@ pub struct Args {
     /// Accepted for Python compatibility: smtpd never changes its user id.
     #[arg(short = 'n', long)]
     pub nosetuid: bool,
-    /// Handler class: DebuggingServer, Sink or Maildir (with --maildir) [default:
-    /// DebuggingServer, or Maildir with --maildir].
+    /// Handler class: DebuggingServer, PureProxy (relays to remotehost:port), Sink or Maildir
+    /// (with --maildir) [default: DebuggingServer, or Maildir with --maildir].
     #[arg(short = 'c', long = "class", value_name = "CLASS")]
     pub class: Option<String>,
     /// Largest message in octets, advertised with SIZE (RFC 1870). Without it (or with 0),
@@ -37,7 +37,7 @@ pub struct Args {
     /// Address to listen on.
     #[arg(value_name = "localhost:port", default_value = "127.0.0.1:8025")]
     pub local: String,
-    /// Upstream server for relaying classes.
+    /// Upstream server for PureProxy.
     #[arg(value_name = "remotehost:port", default_value = "localhost:25")]
     pub remote: String,
     /// Deliver into this maildir (selects the Maildir class).
@@ -99,6 +99,8 @@ pub enum Class {
     DebuggingServer,
     Sink,
     Maildir(PathBuf),
+    /// Relays to the remote address.
+    PureProxy,
 }
 
 impl Args {
@@ -117,11 +119,10 @@ impl Args {
             ("Maildir", None) => Err("class Maildir needs --maildir DIR".into()),
             ("DebuggingServer", None) => Ok(Class::DebuggingServer),
             ("Sink", None) => Ok(Class::Sink),
-            ("PureProxy" | "MailmanProxy", None) => {
-                Err(format!("class {name} is not available yet"))
-            }
+            ("PureProxy", None) => Ok(Class::PureProxy),
+            ("MailmanProxy", None) => Err(format!("class {name} is not available yet")),
             _ => Err(format!(
-                "unknown class {class:?} (try DebuggingServer, Sink or Maildir)"
+                "unknown class {class:?} (try DebuggingServer, PureProxy, Sink or Maildir)"
             )),
         }
     }

@@ -8,7 +8,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smtpd_linux::cli::{Args, Class, LogFormat};
-use smtpd_linux::handlers::{DebuggingServer, Maildir, Sink};
+use smtpd_linux::handlers::{DebuggingServer, Maildir, PureProxy, Sink, Upstream};
 use smtpd_linux::logging::{BatchedStderr, TextLayer};
 use smtpd_linux::{Buffered, HandlerFactory, Server};
 use tracing_subscriber::layer::SubscriberExt;
@@ -31,13 +31,27 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     args.validate()?;
     let class = args.class()?;
-    let builder = Server::builder(args.config()).options(args.options()?);
+    let mut config = args.config();
+    if class == Class::PureProxy {
+        // Content is relayed with DATA, which cannot carry binary content.
+        config.extensions.binarymime = false;
+    }
+    let upstream = Arc::new(Upstream {
+        address: args.remote.clone(),
+        hostname: config.hostname.to_owned(),
+    });
+    let builder = Server::builder(config).options(args.options()?);
     match class {
         Class::DebuggingServer => {
             let envelope = args.debug;
             serve(builder.build(move |_| Buffered::new(DebuggingServer { envelope })))
         }
         Class::Sink => serve(builder.build(|_| Sink)),
+        Class::PureProxy => {
+            serve(builder.build(move |peer: std::net::SocketAddr| {
+                PureProxy::new(upstream.clone(), peer.ip())
+            }))
+        }
         Class::Maildir(dir) => {
             Maildir::create_dirs(&dir)
                 .map_err(|e| format!("cannot use maildir {}: {e}", dir.display()))?;

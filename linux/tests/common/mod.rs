@@ -101,7 +101,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp maildir");
         let mut full = vec!["--maildir".to_string(), dir.path().display().to_string()];
         full.extend(args.iter().map(|a| a.to_string()));
-        let mut server = Server::start_with(ip, &full);
+        let mut server = Server::start_with(ip, &full, &[]);
         server.maildir = Some(dir);
         server
     }
@@ -109,18 +109,27 @@ impl Server {
     /// `smtpd [args] 127.0.0.1:<free port>` (DebuggingServer unless args choose otherwise).
     pub fn start(args: &[&str]) -> Server {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        Server::start_with(Ipv4Addr::LOCALHOST.into(), &args)
+        Server::start_with(Ipv4Addr::LOCALHOST.into(), &args, &[])
+    }
+
+    /// `smtpd -c PureProxy [args] 127.0.0.1:<free port> <upstream>`.
+    pub fn relay(upstream: &str, args: &[&str]) -> Server {
+        let mut full = vec!["-c".to_string(), "PureProxy".to_string()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        Server::start_with(Ipv4Addr::LOCALHOST.into(), &full, &[upstream.to_string()])
     }
 
     /// Starts the binary on a free port and waits until it listens. The port is found by
     /// binding port 0; if another process takes it in between, starts again on a new one.
-    fn start_with(ip: IpAddr, args: &[String]) -> Server {
+    /// `after`: arguments after the listening address (the remote address).
+    fn start_with(ip: IpAddr, args: &[String], after: &[String]) -> Server {
         let mut last_error = String::new();
         for _ in 0..5 {
             let addr = SocketAddr::new(ip, free_port());
             let mut child = Command::new(BIN)
                 .args(args)
                 .arg(addr.to_string())
+                .args(after)
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -1,0 +1,385 @@
+//! `smtpd -c PureProxy`: real clients through the relay into real upstream servers (our own
+//! `smtpd --maildir`, and Postfix's `smtp-sink`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, python, require_tool, Client, Delivered, Server};
+
+/// The upstream maildir's messages once `count` arrived (or after 5 s).
+fn delivered(upstream: &Server, count: usize) -> Vec<Delivered> {
+    upstream.wait_delivered(count, Duration::from_secs(5))
+}
+
+/// `content` as the upstream stores it: `X-Peer` added before the first empty line.
+fn with_peer(content: &[u8]) -> Vec<u8> {
+    let at = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(content.len(), |i| i + 2);
+    [&content[..at], b"X-Peer: 127.0.0.1\r\n", &content[at..]].concat()
+}
+
+#[test]
+fn smtplib_through_the_relay_into_our_own_server() {
+    let upstream = Server::maildir(&[]);
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let big: Vec<u8> = [
+        &b"Subject: big\r\n\r\n"[..],
+        &b"0123456789abcdef.\r\n.leading dot\r\n".repeat(40_000),
+    ]
+    .concat();
+    std::fs::write(upstream.maildir_path().join("big.eml"), &big).unwrap();
+    let out = python(
+        "import smtplib, sys\n\
+         s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example')\n\
+         print(s.sendmail('a@b.example', ['x@y.example', 'w@y.example'], \
+               b'Subject: hi\\r\\n\\r\\n.dot\\r\\n..two\\r\\n.\\r\\nend\\r\\n'))\n\
+         print(s.sendmail('', ['x@y.example'], b'no header end'))\n\
+         print(s.sendmail('b@b.example', ['x@y.example'], open(sys.argv[2], 'rb').read()))\n\
+         s.quit()\n",
+        &[
+            &relay.addr.port().to_string(),
+            &upstream
+                .maildir_path()
+                .join("big.eml")
+                .display()
+                .to_string(),
+        ],
+    );
+    assert_eq!(out, "{}\n{}\n{}\n");
+    let messages = delivered(&upstream, 3);
+    assert_eq!(
+        messages.len(),
+        3,
+        "upstream stderr:\n{}",
+        upstream.stderr.text()
+    );
+    let mut by_sender: Vec<_> = messages.iter().map(|m| m.mail_from.as_str()).collect();
+    by_sender.sort();
+    assert_eq!(by_sender, ["", "a@b.example", "b@b.example"]);
+    let find = |from: &str| messages.iter().find(|m| m.mail_from == from).unwrap();
+    let first = find("a@b.example");
+    assert_eq!(first.rcpt_to, ["x@y.example", "w@y.example"]);
+    assert_eq!(
+        first.content,
+        with_peer(b"Subject: hi\r\n\r\n.dot\r\n..two\r\n.\r\nend\r\n")
+    );
+    // No empty line: `X-Peer` goes last, as in Python.
+    assert_eq!(find("").content, b"no header end\r\nX-Peer: 127.0.0.1\r\n");
+    assert!(
+        find("b@b.example").content == with_peer(&big),
+        "1.3 MB message changed"
+    );
+    // One upstream session carried all three messages, and ended with the client's.
+    assert!(upstream
+        .stderr
+        .wait_for(Duration::from_secs(5), |log| log.contains("session peer=")));
+    let sessions: Vec<_> = upstream
+        .stderr
+        .text()
+        .lines()
+        .filter(|l| l.contains("session peer="))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(
+        sessions[0].contains("messages=3 outcome=Closed"),
+        "{sessions:?}"
+    );
+}
+
+#[test]
+fn upstream_refusals_reach_the_client_unchanged() {
+    let upstream = Server::maildir(&["--max-recipients", "2", "-s", "2000"]);
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example> SIZE=5000", "552 5.3.4");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<1@y.example>", "250 ");
+    client.expect("RCPT TO:<2@y.example>", "250 ");
+    client.expect("RCPT TO:<3@y.example>", "452 4.5.3");
+    // Too big without SIZE: refused by the upstream after the content.
+    let reply = client.data(&b"x".repeat(3000));
+    assert!(reply.starts_with("552 "), "{reply}");
+    // Then a message that fits goes through the same sessions.
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<1@y.example>", "250 ");
+    let reply = client.data(b"Subject: fits\r\n\r\nok\r\n");
+    assert!(reply.starts_with("250 "), "{reply}");
+    let messages = delivered(&upstream, 1);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].content,
+        with_peer(b"Subject: fits\r\n\r\nok\r\n")
+    );
+}
+
+#[test]
+fn without_an_upstream_nothing_is_accepted() {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let relay = Server::relay(&closed, &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "451 4.4.1");
+    client.expect("RCPT TO:<x@y.example>", "503 ");
+    client.expect("QUIT", "221 ");
+    assert!(relay.stderr.wait_for(Duration::from_secs(5), |log| log
+        .contains("upstream unavailable")));
+}
+
+#[test]
+fn a_client_vanishing_mid_message_delivers_nothing() {
+    let upstream = Server::maildir(&[]);
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example"]);
+    client.expect("DATA", "354 ");
+    client.send(b"Subject: cut\r\n\r\n");
+    client.send(&b"y".repeat(200_000));
+    client.shutdown();
+    drop(client);
+    // The relay drops its upstream session; the upstream discards the message.
+    assert!(upstream.stderr.wait_for(Duration::from_secs(5), |log| {
+        log.contains("outcome=aborted: Disconnected")
+    }));
+    assert!(delivered(&upstream, 1).is_empty());
+    assert!(upstream.files_in("tmp").is_empty());
+}
+
+#[test]
+fn bare_line_ends_cannot_smuggle_a_message_through_the_relay() {
+    let upstream = Server::maildir(&["--bare-newline", "allow"]);
+    let relay = Server::relay(&upstream.addr.to_string(), &["--bare-newline", "allow"]);
+    let smuggled = b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\n\
+                     Subject: smuggled\r\n\r\nsmuggled\r\n";
+    for fake_end in [
+        &b"\n.\n"[..],
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r.\r",
+        b"\r.\r\n",
+        b"\r\n.\r",
+    ] {
+        let mut client = relay.client();
+        client.envelope("a@b.example", &["x@y.example"]);
+        client.expect("DATA", "354 ");
+        client.send(b"Subject: outer\r\n\r\nline");
+        client.send(fake_end);
+        client.send(smuggled);
+        client.send(b".\r\n");
+        let reply = client.reply();
+        assert!(reply.starts_with("250 "), "{fake_end:?}: {reply}");
+        client.expect("QUIT", "221 ");
+    }
+    let messages = delivered(&upstream, 6);
+    assert_eq!(messages.len(), 6);
+    for message in &messages {
+        assert_eq!(
+            message.mail_from, "a@b.example",
+            "a smuggled message arrived"
+        );
+        let text = String::from_utf8_lossy(&message.content);
+        assert!(text.contains("Subject: smuggled"), "{text:?}");
+        // Relayed with CRLF line ends only.
+        assert!(!text.replace("\r\n", "").contains(['\r', '\n']), "{text:?}");
+    }
+}
+
+#[test]
+fn a_closed_upstream_session_is_opened_again() {
+    // The upstream ends idle sessions after a second; the relay finds out at the next MAIL.
+    let upstream = Server::maildir(&["--command-timeout", "1"]);
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example"]);
+    assert!(client.data(b"first\r\n").starts_with("250 "));
+    std::thread::sleep(Duration::from_millis(2500));
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<x@y.example>", "250 ");
+    assert!(client.data(b"second\r\n").starts_with("250 "));
+    assert_eq!(delivered(&upstream, 2).len(), 2);
+}
+
+/// Postfix's `smtp-sink`, dumping each transaction into `dir`; killed on drop.
+struct SmtpSink {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl SmtpSink {
+    fn start(dir: &Path) -> SmtpSink {
+        require_tool("smtp-sink", "-V");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut command = Command::new("smtp-sink");
+        // As root it must drop to a user, who then writes the dumps.
+        if unsafe { libc::geteuid() } == 0 {
+            command.args(["-u", "nobody"]);
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+        }
+        let template = format!("{}/%S.", dir.display());
+        let child = command
+            .args(["-d", &template, &addr.to_string(), "10"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        assert!(common::wait_until_accepts(addr, Duration::from_secs(5)));
+        SmtpSink { child, addr }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn relays_to_postfix_smtp_sink() {
+    let dumps = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(dumps.path());
+    let relay = Server::relay(&sink.addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example", "w@y.example"]);
+    let reply = client.data(b"Subject: to postfix\r\n\r\n.dot\r\nbody\r\n");
+    assert!(reply.starts_with("250 "), "{reply}");
+    // smtp-sink offers no SMTPUTF8: refused before any recipient.
+    client.expect("MAIL FROM:<a@b.example> SMTPUTF8", "550 5.6.7");
+    client.expect("QUIT", "221 ");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dump = loop {
+        let files = common::list_dir(dumps.path());
+        if let Some(name) = files.first() {
+            let text = std::fs::read_to_string(dumps.path().join(name)).unwrap();
+            if text.contains("body") {
+                break text;
+            }
+        }
+        assert!(Instant::now() < deadline, "no dump from smtp-sink");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(dump.contains("X-Mail-Args: <a@b.example>\n"), "{dump}");
+    assert!(
+        dump.contains("X-Rcpt-Args: <x@y.example>\nX-Rcpt-Args: <w@y.example>\n"),
+        "{dump}"
+    );
+    assert!(
+        dump.ends_with("Subject: to postfix\nX-Peer: 127.0.0.1\n\n.dot\nbody\n\n"),
+        "{dump:?}"
+    );
+}
+
+#[test]
+fn an_upstream_that_stops_answering_is_given_up() {
+    // A server that greets, then never answers: the relay must not hang its client forever,
+    // and must not accept. (Its patience is the RFC's minutes; the client gives up first here.)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mute = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"220 mute ESMTP\r\n").unwrap();
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let relay = Server::relay(&addr.to_string(), &[]);
+    let stream = TcpStream::connect(relay.addr).unwrap();
+    let mut client = Client::from_stream(stream);
+    client.set_read_timeout(Duration::from_secs(2));
+    assert!(client.reply().starts_with("220 "));
+    client.expect("EHLO client.example", "250");
+    client.send(b"MAIL FROM:<a@b.example>\r\n");
+    assert!(
+        client.try_reply().is_err(),
+        "no reply can come before the upstream answers"
+    );
+    client.shutdown();
+    drop(client);
+    drop(relay);
+    mute.join().unwrap();
+}
+
+/// An upstream for one connection that greets, then answers each command line with the next
+/// of `replies` and closes after the last; returns the commands it got.
+fn scripted_upstream(
+    replies: &'static [&'static str],
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let script = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        writer.write_all(b"220 scripted ESMTP\r\n").unwrap();
+        let mut commands = Vec::new();
+        for reply in replies {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            commands.push(line.trim_end().to_owned());
+            writer.write_all(reply.as_bytes()).unwrap();
+        }
+        commands
+    });
+    (addr, script)
+}
+
+#[test]
+fn an_upstream_421_reaches_the_client_as_451_and_the_session_goes_on() {
+    let (addr, script) = scripted_upstream(&[
+        "250-scripted\r\n250 8BITMIME\r\n",
+        "250 2.1.0 sender ok\r\n",
+        "421 4.3.0 going down\r\n",
+    ]);
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect(
+        "MAIL FROM:<a@b.example> BODY=8BITMIME",
+        "250 2.1.0 sender ok",
+    );
+    client.expect("RCPT TO:<x@y.example>", "451 4.3.0 going down");
+    client.expect("NOOP", "250 ");
+    assert_eq!(
+        script.join().unwrap(),
+        [
+            format!("EHLO {}", relay_hostname(&relay)),
+            "MAIL FROM:<a@b.example> BODY=8BITMIME".to_owned(),
+            "RCPT TO:<x@y.example>".to_owned(),
+        ]
+    );
+    // The upstream is gone: the next transaction finds none.
+    client.expect("RSET", "250 ");
+    client.expect("MAIL FROM:<a@b.example>", "451 4.4.1");
+}
+
+#[test]
+fn a_malformed_upstream_reply_loses_the_transaction() {
+    let (addr, script) = scripted_upstream(&["250 scripted\r\n", "hello there\r\n"]);
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "451 4.4.2");
+    client.expect("RCPT TO:<x@y.example>", "503 ");
+    assert_eq!(script.join().unwrap().len(), 2);
+}
+
+/// The name the relay gives in EHLO: its greeting's.
+fn relay_hostname(relay: &Server) -> String {
+    let greeting = Client::connect(relay.addr).reply();
+    greeting
+        .trim_start_matches("220 ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
