@@ -13,7 +13,7 @@ set -euo pipefail
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
-ALL_TARGETS=(command_parser data_decoder channel)
+ALL_TARGETS=(command_parser data_decoder channel client)
 if [[ $# -gt 0 ]]; then
     TARGETS=("$@")
 else
@@ -53,6 +53,10 @@ seed channel bdat '\x7f\x01\x00EHLO c\r\nMAIL FROM:<> BODY=BINARYMIME\r\nRCPT TO
 seed channel helo '\x00\x02\x00HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\na\nb\rc\r\n.\r\nVRFY foo\r\nEXPN x\r\nHELP MAIL\r\nHELP\r\nXFOO bar\r\nNOOP\r\n\xc3\xa9\r\nQUIT\r\n'
 seed channel verdicts '\x3f\x14\x10\x07\x03\x82\x01\x06h\ri\n\x85\x00\x03\x05\x20\xff\x01EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nXFOO\r\n'
 
+# client: [split] then the upstream's output, which is also the content to encode.
+seed client replies '\x09220 mx ESMTP\r\n250-mx\r\n250-SIZE 10\r\n250 8BITMIME\r\n550 5.1.1 no\r\n'
+seed client content '\x03a\n.\nb\r.\r\n..\r\n.\rX'
+
 mkdir -p "$FUZZ_DIR/artifacts"
 failed=()
 for target in "${TARGETS[@]}"; do
@@ -60,6 +64,7 @@ for target in "${TARGETS[@]}"; do
         command_parser) dict="$FUZZ_DIR/dict/smtp.dict" max_len=1024 ;;
         data_decoder) dict="$FUZZ_DIR/dict/data.dict" max_len=4096 ;;
         channel) dict="$FUZZ_DIR/dict/smtp.dict" max_len=8192 ;;
+        client) dict="$FUZZ_DIR/dict/data.dict" max_len=4096 ;;
         *)
             echo "run.sh: unknown target $target (known: ${ALL_TARGETS[*]})" >&2
             exit 2

@@ -26,8 +26,9 @@ pub enum ReplyError {
 /// Reads a server's replies, one at a time, from the octets it sent.
 ///
 /// Lines end in CRLF (a bare LF is taken too). A reply's text lines are kept joined by `\n`,
-/// with the enhanced status code (RFC 3463) taken off when the first line starts with one of
-/// the reply's class; text beyond `N` octets is dropped, the code is always kept.
+/// octets other than printable ASCII and TAB replaced by `?`, with the enhanced status code
+/// (RFC 3463) taken off when the first line starts with one of the reply's class; text
+/// beyond `N` octets is dropped, the code is always kept.
 #[derive(Debug)]
 pub struct ReplyReader<const N: usize> {
     text: heapless::String<N>,
@@ -126,11 +127,10 @@ impl<const N: usize> ReplyReader<N> {
         if separator == 1 {
             let _ = self.text.push('\n');
         }
-        // Reply text is ASCII (RFC 5321 4.2); other octets are kept out of the text.
+        // Reply text is printable ASCII (RFC 5321 4.2): anything else, CR included, is a `?`.
         for &byte in text.iter().take(room - separator) {
-            let _ = self
-                .text
-                .push(if byte.is_ascii() { byte as char } else { '?' });
+            let printable = byte == b'\t' || (b' '..=b'~').contains(&byte);
+            let _ = self.text.push(if printable { byte as char } else { '?' });
         }
     }
 

@@ -108,6 +108,8 @@ fn long_texts_are_cut_and_non_ascii_replaced() {
     assert_eq!(reply, Some(Ok(Reply::plain(250, "abcdef\ng"))));
     let (_, reply) = reader.read("250 \u{e9}t\u{e9}\r\n".as_bytes());
     assert_eq!(reply, Some(Ok(Reply::plain(250, "??t??"))));
+    let (_, reply) = reader.read(b"250 a\rb\x01\tc\r\n");
+    assert_eq!(reply, Some(Ok(Reply::plain(250, "a?b?\tc"))));
 }
 
 #[test]
