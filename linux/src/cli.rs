@@ -195,6 +195,8 @@ pub fn resolve(spec: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| unusable("expected host:port".into()))?;
     let port: u16 = port.parse().map_err(|_| unusable("bad port".into()))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    // An empty host is every IPv4 interface, as Python's `bind(('', port))`.
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
     let mut addrs = (host, port)
         .to_socket_addrs()
         .map_err(|e| unusable(e.to_string()))?;

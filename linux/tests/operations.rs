@@ -354,6 +354,29 @@ fn usage_errors_are_one_line_and_exit_2() {
 }
 
 #[test]
+fn an_empty_host_listens_on_every_ipv4_interface() {
+    // Python's `smtpd :PORT` binds ('', PORT).
+    let port = common::free_port();
+    let mut child = Command::new(BIN)
+        .args(["-c", "Sink", &format!(":{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn smtpd");
+    let stderr = common::Captured::spawn(child.stderr.take().unwrap());
+    let listening = format!("listening addr=0.0.0.0:{port}");
+    let up = stderr.wait_for(Duration::from_secs(10), |log| log.contains(&listening));
+    let greeted = up
+        && Client::connect(([127, 0, 0, 1], port).into())
+            .reply()
+            .starts_with("220 ");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up && greeted, "{}", stderr.text());
+}
+
+#[test]
 fn python_style_repeated_flags_are_accepted() {
     let server = Server::start(&["-n", "-n", "-c", "Sink", "-c", "Sink"]);
     let mut client = server.client();

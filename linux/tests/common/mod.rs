@@ -27,7 +27,7 @@ pub struct Pipe {
 }
 
 impl Captured {
-    fn spawn(mut pipe: impl Read + Send + 'static) -> Captured {
+    pub fn spawn(mut pipe: impl Read + Send + 'static) -> Captured {
         let captured = Captured::default();
         let shared = captured.clone();
         thread::spawn(move || {
