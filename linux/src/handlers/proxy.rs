@@ -185,6 +185,10 @@ impl PureProxy {
         let pending = std::mem::take(&mut self.message.pending);
         let (result, mut pending) = hop.send(pending, patience::DATA_BLOCK).await;
         pending.clear();
+        // Between messages a connection keeps only a small buffer.
+        if all && pending.capacity() > 2 * WRITE_SIZE {
+            pending = Vec::new();
+        }
         self.message.pending = pending;
         result
     }
