@@ -20,8 +20,9 @@ pub struct Args {
     /// Accepted for Python compatibility: smtpd never changes its user id.
     #[arg(short = 'n', long)]
     pub nosetuid: bool,
-    /// Handler class: DebuggingServer, PureProxy (relays to remotehost:port), Sink or Maildir
-    /// (with --maildir) [default: DebuggingServer, or Maildir with --maildir].
+    /// Handler class: DebuggingServer, PureProxy (relays to remotehost:port), MailmanProxy
+    /// (Mailman 3's lists over LMTP, see --lmtp; the rest relayed), Sink or Maildir (with
+    /// --maildir) [default: DebuggingServer, or Maildir with --maildir].
     #[arg(short = 'c', long = "class", value_name = "CLASS")]
     pub class: Option<String>,
     /// Largest message in octets, advertised with SIZE (RFC 1870). Without it (or with 0),
@@ -37,9 +38,12 @@ pub struct Args {
     /// Address to listen on.
     #[arg(value_name = "localhost:port", default_value = "127.0.0.1:8025")]
     pub local: String,
-    /// Upstream server for PureProxy.
+    /// Upstream server for PureProxy and MailmanProxy.
     #[arg(value_name = "remotehost:port", default_value = "localhost:25")]
     pub remote: String,
+    /// Mailman 3's LMTP runner, for MailmanProxy (its `lmtp_host`:`lmtp_port`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8024")]
+    pub lmtp: String,
     /// Deliver into this maildir (selects the Maildir class).
     #[arg(long, value_name = "DIR")]
     pub maildir: Option<PathBuf>,
@@ -101,6 +105,8 @@ pub enum Class {
     Maildir(PathBuf),
     /// Relays to the remote address.
     PureProxy,
+    /// Mailman's lists over LMTP, the rest relayed to the remote address.
+    MailmanProxy,
 }
 
 impl Args {
@@ -120,9 +126,9 @@ impl Args {
             ("DebuggingServer", None) => Ok(Class::DebuggingServer),
             ("Sink", None) => Ok(Class::Sink),
             ("PureProxy", None) => Ok(Class::PureProxy),
-            ("MailmanProxy", None) => Err(format!("class {name} is not available yet")),
+            ("MailmanProxy", None) => Ok(Class::MailmanProxy),
             _ => Err(format!(
-                "unknown class {class:?} (try DebuggingServer, PureProxy, Sink or Maildir)"
+                "unknown class {class:?} (try DebuggingServer, PureProxy, MailmanProxy, Sink or Maildir)"
             )),
         }
     }
@@ -135,12 +141,13 @@ impl Args {
     /// Checks what parsing alone cannot: the remote address's form (as Python does, without
     /// resolving it) and the host name.
     pub fn validate(&self) -> Result<(), String> {
-        let (_, port) = self
-            .remote
-            .rsplit_once(':')
-            .ok_or_else(|| format!("bad remote spec {:?}: expected host:port", self.remote))?;
-        port.parse::<u16>()
-            .map_err(|_| format!("bad remote port in {:?}", self.remote))?;
+        for (what, spec) in [("remote", &self.remote), ("--lmtp", &self.lmtp)] {
+            let (_, port) = spec
+                .rsplit_once(':')
+                .ok_or_else(|| format!("bad {what} spec {spec:?}: expected host:port"))?;
+            port.parse::<u16>()
+                .map_err(|_| format!("bad {what} port in {spec:?}"))?;
+        }
         if self
             .hostname
             .as_deref()

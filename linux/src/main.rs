@@ -8,7 +8,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smtpd_linux::cli::{Args, Class, LogFormat};
-use smtpd_linux::handlers::{DebuggingServer, Maildir, PureProxy, Sink, Upstream};
+use smtpd_linux::handlers::{DebuggingServer, Maildir, MailmanProxy, PureProxy, Sink, Upstream};
 use smtpd_linux::logging::{BatchedStderr, TextLayer};
 use smtpd_linux::{Buffered, HandlerFactory, Server};
 use tracing_subscriber::layer::SubscriberExt;
@@ -32,12 +32,16 @@ fn run(args: &Args) -> Result<(), String> {
     args.validate()?;
     let class = args.class()?;
     let mut config = args.config();
-    if class == Class::PureProxy {
+    if matches!(class, Class::PureProxy | Class::MailmanProxy) {
         // Content is relayed with DATA, which cannot carry binary content.
         config.extensions.binarymime = false;
     }
     let upstream = Arc::new(Upstream {
         address: args.remote.clone(),
+        hostname: config.hostname.to_owned(),
+    });
+    let lists = Arc::new(Upstream {
+        address: args.lmtp.clone(),
         hostname: config.hostname.to_owned(),
     });
     let builder = Server::builder(config).options(args.options()?);
@@ -47,6 +51,9 @@ fn run(args: &Args) -> Result<(), String> {
             serve(builder.build(move |_| Buffered::new(DebuggingServer { envelope })))
         }
         Class::Sink => serve(builder.build(|_| Sink)),
+        Class::MailmanProxy => serve(builder.build(move |peer: std::net::SocketAddr| {
+            MailmanProxy::new(upstream.clone(), lists.clone(), peer.ip())
+        })),
         Class::PureProxy => {
             serve(builder.build(move |peer: std::net::SocketAddr| {
                 PureProxy::new(upstream.clone(), peer.ip())

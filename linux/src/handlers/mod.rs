@@ -2,10 +2,14 @@
 
 mod debugging;
 mod maildir;
+mod mailman;
+mod next_hop;
 mod proxy;
 mod sink;
 
 pub use debugging::{python_bytes_repr, DebuggingServer};
 pub use maildir::Maildir;
-pub use proxy::{PureProxy, Upstream};
+pub use mailman::MailmanProxy;
+pub use next_hop::Upstream;
+pub use proxy::PureProxy;
 pub use sink::Sink;

@@ -12,45 +12,23 @@
 //! as `451`, since only this server may end the client's session. A message whose relay is
 //! dropped (the client vanished, RSET...) ends the upstream session without the final dot,
 //! so the upstream discards it. Content goes out with CRLF line ends and dot-stuffing by the
-//! core's [`DotStuffer`], so no upstream can be made to see a second message.
+//! core's [`DotStuffer`](smtpd_core::client::DotStuffer), so no upstream can be made to see a second message.
 
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use compio::buf::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::TcpStream;
-use smtpd_core::client::{write_mail, write_rcpt, DotStuffer, ReplyReader, ServerExtensions};
+use smtpd_core::client::{write_mail, write_rcpt};
 use smtpd_core::handler::{AbortReason, Body, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
+use super::next_hop::{for_client, patience, NextHop, Outgoing, Protocol, Upstream};
 use crate::message::OwnedReply;
 
-/// Where and how to relay; shared by all connections.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    /// `host:port`, resolved at each connection.
-    pub address: String,
-    /// The name given in EHLO.
-    pub hostname: String,
-}
-
-/// How long to wait for the upstream (RFC 5321 4.5.3.2: its client timeouts).
-mod patience {
-    use std::time::Duration;
-    pub const GREETING: Duration = Duration::from_secs(300);
-    pub const COMMAND: Duration = Duration::from_secs(300);
-    pub const DATA_INIT: Duration = Duration::from_secs(120);
-    pub const DATA_BLOCK: Duration = Duration::from_secs(180);
-    pub const DATA_END: Duration = Duration::from_secs(600);
-    /// QUIT and RSET: nothing depends on the answer.
-    pub const COURTESY: Duration = Duration::from_secs(5);
-}
-
 const UNAVAILABLE: Reply<'static> = Reply::new(451, (4, 4, 1), "Error: next hop unavailable");
-const LOST: Reply<'static> = Reply::new(451, (4, 4, 2), "Error: connection to the next hop lost");
+pub(super) const LOST: Reply<'static> =
+    Reply::new(451, (4, 4, 2), "Error: connection to the next hop lost");
 const NO_SMTPUTF8: Reply<'static> = Reply::new(
     550,
     (5, 6, 7),
@@ -62,15 +40,10 @@ const NO_8BITMIME: Reply<'static> = Reply::new(
     "Error: the next hop does not accept 8-bit content",
 );
 
-/// Content is written to the upstream in pieces of about this size.
-const WRITE_SIZE: usize = 64 * 1024;
-
 /// One client connection's relay.
 #[derive(Debug)]
 pub struct PureProxy {
     upstream: Arc<Upstream>,
-    /// `X-Peer: <ip>` CRLF.
-    peer_header: String,
     hop: Option<NextHop>,
     /// The upstream's last reply, lent to the core.
     reply: OwnedReply,
@@ -81,10 +54,9 @@ impl PureProxy {
     pub fn new(upstream: Arc<Upstream>, peer: IpAddr) -> Self {
         PureProxy {
             upstream,
-            peer_header: format!("X-Peer: {peer}\r\n"),
             hop: None,
             reply: OwnedReply::new(250, (2, 0, 0), ""),
-            message: Outgoing::default(),
+            message: Outgoing::adding(format!("X-Peer: {peer}\r\n")),
         }
     }
 
@@ -102,16 +74,15 @@ impl PureProxy {
     }
 
     fn keep(&mut self, mut reply: OwnedReply) {
-        if reply.code == 421 {
+        if for_client(&mut reply) {
             tracing::warn!(upstream = %self.upstream.address, reply = %reply.text, "upstream closing");
             self.hop = None;
-            reply.code = 451;
         }
         self.reply = reply;
     }
 
     /// The verdict after [`exchange`](Self::exchange).
-    fn verdict(&self, exchanged: Result<(), Reply<'static>>) -> Verdict<'_> {
+    pub(super) fn verdict(&self, exchanged: Result<(), Reply<'static>>) -> Verdict<'_> {
         Verdict::Reply(match exchanged {
             Ok(()) => self.reply.as_reply(),
             Err(local) => local,
@@ -139,7 +110,7 @@ impl PureProxy {
                 _ => self.hop = None,
             }
         }
-        match NextHop::open(&self.upstream).await {
+        match NextHop::open(&self.upstream, Protocol::Smtp).await {
             Ok(hop) => {
                 self.hop = Some(hop);
                 Ok(true)
@@ -152,7 +123,11 @@ impl PureProxy {
     }
 
     /// MAIL on a ready session; `Err` (a local reply) when there is none.
-    async fn try_mail(&mut self, from: &str, params: &MailParams) -> Result<(), Reply<'static>> {
+    pub(super) async fn try_mail(
+        &mut self,
+        from: &str,
+        params: &MailParams,
+    ) -> Result<(), Reply<'static>> {
         let fresh = self.ready_hop().await?;
         let offered = self.hop.as_ref().map(|hop| hop.offered).unwrap_or_default();
         if params.smtputf8 && !offered.smtputf8 {
@@ -178,19 +153,8 @@ impl PureProxy {
 
     /// Writes what is pending when `all`, or when a piece is full.
     async fn flush(&mut self, all: bool) -> io::Result<()> {
-        if self.message.pending.len() < WRITE_SIZE && !all {
-            return Ok(());
-        }
         let hop = self.hop.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-        let pending = std::mem::take(&mut self.message.pending);
-        let (result, mut pending) = hop.send(pending, patience::DATA_BLOCK).await;
-        pending.clear();
-        // Between messages a connection keeps only a small buffer.
-        if all && pending.capacity() > 2 * WRITE_SIZE {
-            pending = Vec::new();
-        }
-        self.message.pending = pending;
-        result
+        hop.flush(&mut self.message, all).await
     }
 }
 
@@ -222,12 +186,12 @@ impl Handler for PureProxy {
     }
 
     async fn data_chunk(&mut self, _: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
-        self.message.encode(chunk, &self.peer_header);
+        self.message.encode(chunk);
         self.flush(false).await.map_err(|error| self.lost(&error))
     }
 
     async fn data_end(&mut self, _: &Context<'_>) -> Verdict<'_> {
-        self.message.finish(&self.peer_header);
+        self.message.finish();
         if let Err(error) = self.flush(true).await {
             return Verdict::Reply(self.lost(&error));
         }
@@ -255,220 +219,6 @@ impl Handler for PureProxy {
     async fn quit(&mut self, _: &Context<'_>) {
         if let Some(mut hop) = self.hop.take() {
             let _ = hop.command(b"QUIT\r\n", patience::COURTESY).await;
-        }
-    }
-}
-
-/// The content on its way out: dot-stuffed, with `X-Peer` added at the end of the headers.
-#[derive(Debug, Default)]
-struct Outgoing {
-    pending: Vec<u8>,
-    stuffer: DotStuffer,
-    /// The headers ended (and `X-Peer` was added).
-    past_headers: bool,
-    /// The headers seen so far end inside a line.
-    mid_line: bool,
-}
-
-impl Outgoing {
-    /// Readies for a new message, keeping the buffer.
-    fn start(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        *self = Outgoing {
-            pending,
-            ..Outgoing::default()
-        };
-        self.pending.clear();
-    }
-
-    fn encode(&mut self, chunk: &[u8], peer_header: &str) {
-        let mut rest = chunk;
-        if !self.past_headers {
-            // The header section ends at the first empty line (RFC 5322 2.1).
-            let mut end = None;
-            for (i, &byte) in chunk.iter().enumerate() {
-                if !self.mid_line && (byte == b'\r' || byte == b'\n') {
-                    end = Some(i);
-                    break;
-                }
-                self.mid_line = byte != b'\n';
-            }
-            let Some(end) = end else {
-                return self.stuff(chunk);
-            };
-            self.stuff(&chunk[..end]);
-            self.stuff(peer_header.as_bytes());
-            self.past_headers = true;
-            rest = &chunk[end..];
-        }
-        self.stuff(rest);
-    }
-
-    /// Ends the content; `X-Peer` goes last when it had no empty line (as in Python).
-    fn finish(&mut self, peer_header: &str) {
-        if !self.past_headers {
-            if self.mid_line {
-                self.stuff(b"\r\n");
-            }
-            self.stuff(peer_header.as_bytes());
-        }
-        let pending = &mut self.pending;
-        self.stuffer
-            .finish(|octets| pending.extend_from_slice(octets));
-    }
-
-    fn stuff(&mut self, content: &[u8]) {
-        let pending = &mut self.pending;
-        self.stuffer
-            .encode(content, |octets| pending.extend_from_slice(octets));
-    }
-}
-
-/// An SMTP session with the upstream.
-#[derive(Debug)]
-struct NextHop {
-    stream: TcpStream,
-    /// Received, not yet read as replies.
-    input: Vec<u8>,
-    replies: ReplyReader<2048>,
-    offered: ServerExtensions,
-    /// A MAIL was accepted and its transaction not ended.
-    in_transaction: bool,
-}
-
-impl NextHop {
-    /// Connects, takes the greeting and says EHLO (HELO if EHLO is refused).
-    async fn open(upstream: &Upstream) -> io::Result<NextHop> {
-        let stream = compio::time::timeout(
-            patience::GREETING,
-            TcpStream::connect(upstream.address.as_str()),
-        )
-        .await
-        .map_err(|_| io::ErrorKind::TimedOut)??;
-        stream.set_nodelay(true)?;
-        let mut hop = NextHop {
-            stream,
-            input: Vec::with_capacity(4096),
-            replies: ReplyReader::new(),
-            offered: ServerExtensions::default(),
-            in_transaction: false,
-        };
-        let greeting = hop.reply(patience::GREETING).await?;
-        if greeting.code != 220 {
-            return Err(refused("greeting", &greeting));
-        }
-        let ehlo = format!("EHLO {}\r\n", upstream.hostname);
-        let reply = hop.command(ehlo.as_bytes(), patience::COMMAND).await?;
-        if reply.code == 250 {
-            hop.offered = ServerExtensions::from_ehlo(&reply.text);
-            return Ok(hop);
-        }
-        let helo = format!("HELO {}\r\n", upstream.hostname);
-        let reply = hop.command(helo.as_bytes(), patience::COMMAND).await?;
-        match reply.code {
-            250 => Ok(hop),
-            _ => Err(refused("HELO", &reply)),
-        }
-    }
-
-    async fn command(&mut self, line: &[u8], patience: Duration) -> io::Result<OwnedReply> {
-        let (sent, _) = self.send(line.to_vec(), patience).await;
-        sent?;
-        self.reply(patience).await
-    }
-
-    async fn send(&mut self, octets: Vec<u8>, patience: Duration) -> (io::Result<()>, Vec<u8>) {
-        let (result, octets) =
-            match compio::time::timeout(patience, self.stream.write_all(octets)).await {
-                Ok(BufResult(result, octets)) => (result, octets),
-                Err(_) => return (Err(io::ErrorKind::TimedOut.into()), Vec::new()),
-            };
-        (result, octets)
-    }
-
-    /// The next reply, waiting at most `patience` in all.
-    async fn reply(&mut self, patience: Duration) -> io::Result<OwnedReply> {
-        compio::time::timeout(patience, async {
-            loop {
-                let (used, reply) = self.replies.read(&self.input);
-                let reply = reply.map(|reply| {
-                    reply.map(|reply| OwnedReply {
-                        code: reply.code,
-                        enhanced: reply.enhanced,
-                        text: reply.text.to_owned(),
-                    })
-                });
-                self.input.drain(..used);
-                match reply {
-                    Some(Ok(reply)) => return Ok(reply),
-                    Some(Err(error)) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("bad reply: {error:?}"),
-                        ))
-                    }
-                    None if self.input.len() > 64 * 1024 => {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"))
-                    }
-                    None => {}
-                }
-                self.input.reserve(4096);
-                let input = std::mem::take(&mut self.input);
-                let BufResult(read, input) = self.stream.append(input).await;
-                self.input = input;
-                if read? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-        })
-        .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
-    }
-}
-
-fn refused(step: &str, reply: &OwnedReply) -> io::Error {
-    io::Error::other(format!("{step} refused: {} {}", reply.code, reply.text))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What goes out for `content` given in pieces of `step` octets.
-    fn outgoing(content: &[u8], step: usize) -> Vec<u8> {
-        let mut message = Outgoing::default();
-        message.start();
-        for piece in content.chunks(step) {
-            message.encode(piece, "X-Peer: ::1\r\n");
-        }
-        message.finish("X-Peer: ::1\r\n");
-        message.pending
-    }
-
-    #[test]
-    fn the_peer_line_ends_the_headers_in_any_pieces() {
-        let cases: [(&[u8], &[u8]); 6] = [
-            (
-                b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n",
-                b"A: 1\r\nB: 2\r\nX-Peer: ::1\r\n\r\nbody\r\n\r\n.\r\n",
-            ),
-            (b"\r\nbody\r\n", b"X-Peer: ::1\r\n\r\nbody\r\n.\r\n"),
-            (b"A: 1\r\n", b"A: 1\r\nX-Peer: ::1\r\n.\r\n"),
-            (b"A: 1", b"A: 1\r\nX-Peer: ::1\r\n.\r\n"),
-            (b"", b"X-Peer: ::1\r\n.\r\n"),
-            (
-                b"A: .1\r\n.B\r\n\r\n.\r\n",
-                b"A: .1\r\n..B\r\nX-Peer: ::1\r\n\r\n..\r\n.\r\n",
-            ),
-        ];
-        for (content, expected) in cases {
-            for step in 1..=content.len().max(1) {
-                assert_eq!(
-                    outgoing(content, step),
-                    expected,
-                    "{content:?} in pieces of {step}"
-                );
-            }
         }
     }
 }

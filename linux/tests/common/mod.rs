@@ -114,7 +114,12 @@ impl Server {
 
     /// `smtpd -c PureProxy [args] 127.0.0.1:<free port> <upstream>`.
     pub fn relay(upstream: &str, args: &[&str]) -> Server {
-        let mut full = vec!["-c".to_string(), "PureProxy".to_string()];
+        Server::relaying("PureProxy", upstream, args)
+    }
+
+    /// `smtpd -c <class> [args] 127.0.0.1:<free port> <upstream>`.
+    pub fn relaying(class: &str, upstream: &str, args: &[&str]) -> Server {
+        let mut full = vec!["-c".to_string(), class.to_string()];
         full.extend(args.iter().map(|a| a.to_string()));
         Server::start_with(Ipv4Addr::LOCALHOST.into(), &full, &[upstream.to_string()])
     }

@@ -1,0 +1,330 @@
+//! A client session with the next hop (an upstream SMTP server, or an LMTP server such as
+//! Mailman's), and the content on its way there.
+//!
+//! The protocol rules (reply syntax, EHLO keywords, command lines, dot-stuffing) are the
+//! core's (`smtpd_core::client`); this is their I/O: connecting, waiting at most the
+//! RFC 5321 4.5.3.2 client timeouts, reading replies.
+
+use std::io;
+use std::time::Duration;
+
+use compio::buf::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use smtpd_core::client::{DotStuffer, ReplyReader, ServerExtensions};
+
+use crate::message::OwnedReply;
+
+/// A next hop and the name to greet it with; shared by all connections.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// `host:port`, resolved at each connection.
+    pub address: String,
+    /// The name given in EHLO.
+    pub hostname: String,
+}
+
+/// How long to wait for the upstream (RFC 5321 4.5.3.2: its client timeouts).
+pub(super) mod patience {
+    use std::time::Duration;
+    pub const GREETING: Duration = Duration::from_secs(300);
+    pub const COMMAND: Duration = Duration::from_secs(300);
+    pub const DATA_INIT: Duration = Duration::from_secs(120);
+    pub const DATA_BLOCK: Duration = Duration::from_secs(180);
+    pub const DATA_END: Duration = Duration::from_secs(600);
+    /// QUIT and RSET: nothing depends on the answer.
+    pub const COURTESY: Duration = Duration::from_secs(5);
+}
+
+/// Which greeting the next hop expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protocol {
+    /// EHLO, or HELO if EHLO is refused (RFC 5321 4.1.1.1).
+    Smtp,
+    /// LHLO (RFC 2033); after the content, one reply per accepted recipient.
+    Lmtp,
+}
+
+/// Content is written to the upstream in pieces of about this size.
+const WRITE_SIZE: usize = 64 * 1024;
+
+/// The content on its way out: dot-stuffed, with a header line of ours (`X-Peer`) added at the
+/// end of the headers, if there is one.
+#[derive(Debug, Default)]
+pub(super) struct Outgoing {
+    /// Encoded, not yet written.
+    pub(super) pending: Vec<u8>,
+    /// The header line to add, CRLF included; empty for none.
+    added: String,
+    stuffer: DotStuffer,
+    /// The headers ended (and the line was added).
+    past_headers: bool,
+    /// The headers seen so far end inside a line.
+    mid_line: bool,
+}
+
+impl Outgoing {
+    /// Content that gets `added` (a header line with its CRLF) at the end of its headers.
+    pub(super) fn adding(added: String) -> Self {
+        Outgoing {
+            added,
+            ..Outgoing::default()
+        }
+    }
+
+    /// Readies for a new message, keeping the buffers.
+    pub(super) fn start(&mut self) {
+        self.pending.clear();
+        self.stuffer = DotStuffer::default();
+        self.past_headers = self.added.is_empty();
+        self.mid_line = false;
+    }
+
+    pub(super) fn encode(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        if !self.past_headers {
+            // The header section ends at the first empty line (RFC 5322 2.1).
+            let mut end = None;
+            for (i, &byte) in chunk.iter().enumerate() {
+                if !self.mid_line && (byte == b'\r' || byte == b'\n') {
+                    end = Some(i);
+                    break;
+                }
+                self.mid_line = byte != b'\n';
+            }
+            let Some(end) = end else {
+                return self.stuff(chunk);
+            };
+            self.stuff(&chunk[..end]);
+            self.add();
+            rest = &chunk[end..];
+        }
+        self.stuff(rest);
+    }
+
+    /// Ends the content; the added line goes last when it had no empty line (as in Python).
+    pub(super) fn finish(&mut self) {
+        if !self.past_headers {
+            if self.mid_line {
+                self.stuff(b"\r\n");
+            }
+            self.add();
+        }
+        let pending = &mut self.pending;
+        self.stuffer
+            .finish(|octets| pending.extend_from_slice(octets));
+    }
+
+    fn add(&mut self) {
+        let pending = &mut self.pending;
+        self.stuffer.encode(self.added.as_bytes(), |octets| {
+            pending.extend_from_slice(octets)
+        });
+        self.past_headers = true;
+    }
+
+    fn stuff(&mut self, content: &[u8]) {
+        let pending = &mut self.pending;
+        self.stuffer
+            .encode(content, |octets| pending.extend_from_slice(octets));
+    }
+}
+
+/// A session with the next hop.
+#[derive(Debug)]
+pub(super) struct NextHop {
+    stream: TcpStream,
+    /// Received, not yet read as replies.
+    input: Vec<u8>,
+    replies: ReplyReader<2048>,
+    pub(super) offered: ServerExtensions,
+    /// A MAIL was accepted and its transaction not ended.
+    pub(super) in_transaction: bool,
+}
+
+impl NextHop {
+    /// Connects, takes the greeting and greets as `protocol` says.
+    pub(super) async fn open(upstream: &Upstream, protocol: Protocol) -> io::Result<NextHop> {
+        let stream = compio::time::timeout(
+            patience::GREETING,
+            TcpStream::connect(upstream.address.as_str()),
+        )
+        .await
+        .map_err(|_| io::ErrorKind::TimedOut)??;
+        stream.set_nodelay(true)?;
+        let mut hop = NextHop {
+            stream,
+            input: Vec::with_capacity(4096),
+            replies: ReplyReader::new(),
+            offered: ServerExtensions::default(),
+            in_transaction: false,
+        };
+        let greeting = hop.reply(patience::GREETING).await?;
+        if greeting.code != 220 {
+            return Err(refused("greeting", &greeting));
+        }
+        let verb = match protocol {
+            Protocol::Smtp => "EHLO",
+            Protocol::Lmtp => "LHLO",
+        };
+        let hello = format!("{verb} {}\r\n", upstream.hostname);
+        let reply = hop.command(hello.as_bytes(), patience::COMMAND).await?;
+        if reply.code == 250 {
+            hop.offered = ServerExtensions::from_ehlo(&reply.text);
+            return Ok(hop);
+        }
+        if protocol == Protocol::Lmtp {
+            return Err(refused("LHLO", &reply));
+        }
+        let helo = format!("HELO {}\r\n", upstream.hostname);
+        let reply = hop.command(helo.as_bytes(), patience::COMMAND).await?;
+        match reply.code {
+            250 => Ok(hop),
+            _ => Err(refused("HELO", &reply)),
+        }
+    }
+
+    pub(super) async fn command(
+        &mut self,
+        line: &[u8],
+        patience: Duration,
+    ) -> io::Result<OwnedReply> {
+        let (sent, _) = self.send(line.to_vec(), patience).await;
+        sent?;
+        self.reply(patience).await
+    }
+
+    /// Writes what `message` has pending when `all`, or when a piece is full.
+    pub(super) async fn flush(&mut self, message: &mut Outgoing, all: bool) -> io::Result<()> {
+        if message.pending.len() < WRITE_SIZE && !all {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut message.pending);
+        let (result, mut pending) = self.send(pending, patience::DATA_BLOCK).await;
+        pending.clear();
+        // Between messages a connection keeps only a small buffer.
+        if all && pending.capacity() > 2 * WRITE_SIZE {
+            pending = Vec::new();
+        }
+        message.pending = pending;
+        result
+    }
+
+    pub(super) async fn send(
+        &mut self,
+        octets: Vec<u8>,
+        patience: Duration,
+    ) -> (io::Result<()>, Vec<u8>) {
+        let (result, octets) =
+            match compio::time::timeout(patience, self.stream.write_all(octets)).await {
+                Ok(BufResult(result, octets)) => (result, octets),
+                Err(_) => return (Err(io::ErrorKind::TimedOut.into()), Vec::new()),
+            };
+        (result, octets)
+    }
+
+    /// The next reply, waiting at most `patience` in all.
+    pub(super) async fn reply(&mut self, patience: Duration) -> io::Result<OwnedReply> {
+        compio::time::timeout(patience, async {
+            loop {
+                let (used, reply) = self.replies.read(&self.input);
+                let reply = reply.map(|reply| {
+                    reply.map(|reply| OwnedReply {
+                        code: reply.code,
+                        enhanced: reply.enhanced,
+                        text: reply.text.to_owned(),
+                    })
+                });
+                self.input.drain(..used);
+                match reply {
+                    Some(Ok(reply)) => return Ok(reply),
+                    Some(Err(error)) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("bad reply: {error:?}"),
+                        ))
+                    }
+                    None if self.input.len() > 64 * 1024 => {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"))
+                    }
+                    None => {}
+                }
+                self.input.reserve(4096);
+                let input = std::mem::take(&mut self.input);
+                let BufResult(read, input) = self.stream.append(input).await;
+                self.input = input;
+                if read? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        })
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+}
+
+/// Makes a next hop's `reply` one for this server's client: `421` (the next hop is closing)
+/// becomes `451`, since only this server may end its client's session. True if it was 421.
+pub(super) fn for_client(reply: &mut OwnedReply) -> bool {
+    let closing = reply.code == 421;
+    if closing {
+        reply.code = 451;
+    }
+    closing
+}
+
+fn refused(step: &str, reply: &OwnedReply) -> io::Error {
+    io::Error::other(format!("{step} refused: {} {}", reply.code, reply.text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What goes out for `content` given in pieces of `step` octets.
+    fn outgoing(content: &[u8], step: usize) -> Vec<u8> {
+        let mut message = Outgoing::adding("X-Peer: ::1\r\n".into());
+        message.start();
+        for piece in content.chunks(step) {
+            message.encode(piece);
+        }
+        message.finish();
+        message.pending
+    }
+
+    #[test]
+    fn nothing_is_added_when_there_is_nothing_to_add() {
+        let mut message = Outgoing::default();
+        message.start();
+        message.encode(b"A: 1\r\n\r\n.b");
+        message.finish();
+        assert_eq!(message.pending, b"A: 1\r\n\r\n..b\r\n.\r\n");
+    }
+
+    #[test]
+    fn the_peer_line_ends_the_headers_in_any_pieces() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (
+                b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n",
+                b"A: 1\r\nB: 2\r\nX-Peer: ::1\r\n\r\nbody\r\n\r\n.\r\n",
+            ),
+            (b"\r\nbody\r\n", b"X-Peer: ::1\r\n\r\nbody\r\n.\r\n"),
+            (b"A: 1\r\n", b"A: 1\r\nX-Peer: ::1\r\n.\r\n"),
+            (b"A: 1", b"A: 1\r\nX-Peer: ::1\r\n.\r\n"),
+            (b"", b"X-Peer: ::1\r\n.\r\n"),
+            (
+                b"A: .1\r\n.B\r\n\r\n.\r\n",
+                b"A: .1\r\n..B\r\nX-Peer: ::1\r\n\r\n..\r\n.\r\n",
+            ),
+        ];
+        for (content, expected) in cases {
+            for step in 1..=content.len().max(1) {
+                assert_eq!(
+                    outgoing(content, step),
+                    expected,
+                    "{content:?} in pieces of {step}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `smtpd -c MailmanProxy` with a real Mailman 3: list mail goes to Mailman over LMTP and
+//! Mailman's distribution arrives at the members (through our own maildir server, Mailman's
+//! outgoing SMTP server), while other recipients are relayed to the same server.
+//!
+//! Mailman comes from `$MAILMAN` (its `mailman` command), else from PATH; `.ci/run`
+//! installs it from PyPI into a virtual environment.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, python, Server};
+
+/// A running Mailman 3 (its master and runners), stopped when dropped.
+struct Mailman {
+    command: PathBuf,
+    config: PathBuf,
+    lmtp: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Mailman {
+    /// Starts Mailman with its outgoing mail going to `smtp`, and creates the list
+    /// `ant@example.com` with the member `member@example.org`.
+    fn start(smtp: &Server) -> Mailman {
+        let command =
+            std::env::var_os("MAILMAN").map_or_else(|| PathBuf::from("mailman"), PathBuf::from);
+        let dir = tempfile::tempdir().unwrap();
+        let lmtp_port = free_port();
+        let config = dir.path().join("mailman.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "[mailman]\nlayout: here\nsite_owner: owner@example.com\n\n\
+                 [paths.here]\nvar_dir: {var}\n\n\
+                 [mta]\nincoming: mailman.mta.null.NullMTA\n\
+                 lmtp_host: 127.0.0.1\nlmtp_port: {lmtp_port}\n\
+                 smtp_host: 127.0.0.1\nsmtp_port: {smtp_port}\n\n\
+                 [webservice]\nport: {rest_port}\n\n[runner.rest]\nstart: no\n",
+                var = dir.path().join("var").display(),
+                smtp_port = smtp.port(),
+                rest_port = free_port(),
+            ),
+        )
+        .unwrap();
+        let mailman = Mailman {
+            command,
+            config,
+            lmtp: format!("127.0.0.1:{lmtp_port}"),
+            _dir: dir,
+        };
+        mailman.run(&["start"], None);
+        assert!(
+            common::wait_until_accepts(mailman.lmtp.parse().unwrap(), Duration::from_secs(60)),
+            "Mailman's LMTP runner did not start"
+        );
+        mailman.run(&["create", "ant@example.com"], None);
+        mailman.run(
+            &["addmembers", "-", "ant@example.com"],
+            Some("member@example.org\n"),
+        );
+        mailman
+    }
+
+    /// `mailman -C <config> [--run-as-root] args`, which must succeed. Its output goes to a
+    /// file: `start` leaves daemons behind that would hold a pipe open.
+    fn run(&self, args: &[&str], input: Option<&str>) {
+        let log = self.config.with_file_name("command.log");
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {:?} ({e}): these tests need Mailman 3 \
+                     (`pip install mailman`, then MAILMAN=<its mailman command>)",
+                    self.command
+                )
+            });
+        if let Some(input) = input {
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "mailman {args:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.command);
+        command.arg("-C").arg(&self.config);
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--run-as-root");
+        }
+        command
+    }
+}
+
+impl Drop for Mailman {
+    fn drop(&mut self) {
+        let mut command = Command::new(&self.command);
+        command.arg("-C").arg(&self.config);
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--run-as-root");
+        }
+        let _ = command
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The maildir's message whose envelope recipients include `to` and whose content has
+/// `needle`, once it arrived (60 s at most).
+fn wait_for(server: &Server, to: &str, needle: &str) -> common::Delivered {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = common::read_maildir(server.maildir_path())
+            .into_iter()
+            .find(|m| m.rcpt_to.iter().any(|r| r == to) && text(&m.content).contains(needle))
+        {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing for {to} arrived"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
+    let smtp = Server::maildir(&[]);
+    let mailman = Mailman::start(&smtp);
+    let proxy = Server::relaying(
+        "MailmanProxy",
+        &smtp.addr.to_string(),
+        &["--lmtp", &mailman.lmtp],
+    );
+    let out = python(
+        "import smtplib, sys\n\
+         s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example')\n\
+         post = b'From: member@example.org\\r\\nTo: ant@example.com\\r\\nSubject: to the list\\r\\n\\r\\n.dotted\\r\\nhello list\\r\\n'\n\
+         print(s.sendmail('member@example.org', ['ant@example.com', 'other@example.net'], post))\n\
+         print(s.sendmail('member@example.org', ['other@example.net', 'ant-bogus@example.com'], b'Subject: relayed\\r\\n\\r\\nhello other\\r\\n'))\n\
+         print(s.sendmail('member@example.org', ['x@example.net', 'ant@example.com'], b'Subject: mixed\\r\\n\\r\\nx\\r\\n'))\n\
+         s.quit()\n",
+        &[&proxy.addr.port().to_string()],
+    );
+    let one_place = "(452, b'4.5.3 Error: a mailing list takes a message of its own; \
+                     send to this recipient separately')";
+    assert_eq!(
+        out,
+        format!("{{'other@example.net': {one_place}}}\n{{}}\n{{'ant@example.com': {one_place}}}\n")
+    );
+    // Mailman took the post and sent it to the list's member, through the maildir server.
+    let distributed = wait_for(&smtp, "member@example.org", "to the list");
+    assert_eq!(distributed.mail_from, "ant-bounces@example.com");
+    let content = text(&distributed.content);
+    assert!(content.contains("List-Id: <ant.example.com>"), "{content}");
+    assert!(content.contains("Subject: [Ant] to the list"), "{content}");
+    assert!(content.contains("\n.dotted\r\nhello list\r\n"), "{content}");
+    // Not a list (a bogus sub-address either): relayed, with X-Peer as by PureProxy.
+    let relayed = wait_for(&smtp, "other@example.net", "");
+    assert_eq!(
+        relayed.rcpt_to,
+        ["other@example.net", "ant-bogus@example.com"]
+    );
+    assert_eq!(
+        text(&relayed.content),
+        "Subject: relayed\r\nX-Peer: 127.0.0.1\r\n\r\nhello other\r\n"
+    );
+    let mixed = wait_for(&smtp, "x@example.net", "");
+    assert_eq!(mixed.rcpt_to, ["x@example.net"]);
+}
+
+#[test]
+fn without_mailman_recipients_are_deferred() {
+    let smtp = Server::maildir(&[]);
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let proxy = Server::relaying("MailmanProxy", &smtp.addr.to_string(), &["--lmtp", &nobody]);
+    let mut client = proxy.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<ant@example.com>", "451 4.4.1");
+    client.expect("RCPT TO:<other@example.net>", "451 4.4.1");
+    client.expect("DATA", "503 ");
+    client.expect("QUIT", "221 ");
+    assert!(Path::new(smtp.maildir_path())
+        .join("new")
+        .read_dir()
+        .unwrap()
+        .next()
+        .is_none());
+}
