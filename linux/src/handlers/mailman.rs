@@ -113,7 +113,7 @@ impl MailmanProxy {
                 .map(Some)
         }
         .await;
-        let mut reply = match asked {
+        let reply = match asked {
             // Mailman refused this transaction's MAIL: none of its recipients is a list.
             Ok(None) => return Ok(Listed::No),
             Ok(Some(reply)) => reply,
@@ -123,15 +123,12 @@ impl MailmanProxy {
                 return Err(LISTS_UNAVAILABLE);
             }
         };
-        if for_client(&mut reply) {
-            self.hop = None;
-        }
         let listed = match reply.code {
             250 => Listed::Yes,
             550 => Listed::No,
             _ => Listed::Other,
         };
-        self.reply = reply;
+        self.keep(reply);
         Ok(listed)
     }
 
@@ -158,6 +155,14 @@ impl MailmanProxy {
     async fn flush(&mut self, all: bool) -> std::io::Result<()> {
         let hop = self.hop.as_mut().ok_or(std::io::ErrorKind::NotConnected)?;
         hop.flush(&mut self.message, all).await
+    }
+
+    /// Keeps Mailman's `reply` for the client (a closing `421` as `451`, dropping the session).
+    fn keep(&mut self, mut reply: OwnedReply) {
+        if for_client(&mut reply) {
+            self.hop = None;
+        }
+        self.reply = reply;
     }
 
     fn lost(&mut self, error: &std::io::Error) -> Reply<'static> {
@@ -204,22 +209,14 @@ impl Handler for MailmanProxy {
         if self.route != Some(Route::List) {
             return self.relay.data_start(cx).await;
         }
-        self.message.start();
         let Some(hop) = self.hop.as_mut() else {
             return Verdict::Reply(LOST);
         };
-        match hop.command(b"DATA\r\n", patience::DATA_INIT).await {
-            Ok(reply) if reply.code == 354 => Verdict::Accept,
-            Ok(mut reply) if reply.code >= 400 => {
-                if for_client(&mut reply) {
-                    self.hop = None;
-                }
-                self.reply = reply;
+        match hop.start_data(&mut self.message).await {
+            Ok(None) => Verdict::Accept,
+            Ok(Some(refusal)) => {
+                self.keep(refusal);
                 Verdict::Reply(self.reply.as_reply())
-            }
-            Ok(reply) => {
-                let error = std::io::Error::other(format!("DATA answered with {}", reply.code));
-                Verdict::Reply(self.lost(&error))
             }
             Err(error) => Verdict::Reply(self.lost(&error)),
         }
@@ -237,21 +234,12 @@ impl Handler for MailmanProxy {
         if self.route != Some(Route::List) {
             return self.relay.data_end(cx).await;
         }
-        self.message.finish();
-        if let Err(error) = self.flush(true).await {
-            return Verdict::Reply(self.lost(&error));
-        }
         let Some(hop) = self.hop.as_mut() else {
             return Verdict::Reply(LOST);
         };
-        // One list recipient, so one reply (RFC 2033 4.2).
-        match hop.reply(patience::DATA_END).await {
-            Ok(mut reply) => {
-                hop.in_transaction = false;
-                if for_client(&mut reply) {
-                    self.hop = None;
-                }
-                self.reply = reply;
+        match hop.end_data(&mut self.message).await {
+            Ok(reply) => {
+                self.keep(reply);
                 Verdict::Reply(self.reply.as_reply())
             }
             Err(error) => Verdict::Reply(self.lost(&error)),

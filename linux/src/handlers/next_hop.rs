@@ -194,6 +194,31 @@ impl NextHop {
         self.reply(patience).await
     }
 
+    /// Sends DATA for `message`: `Ok(None)` when the next hop waits for the content (354),
+    /// `Ok(Some(reply))` when it refused; an error when it failed or answered otherwise.
+    pub(super) async fn start_data(
+        &mut self,
+        message: &mut Outgoing,
+    ) -> io::Result<Option<OwnedReply>> {
+        message.start();
+        let reply = self.command(b"DATA\r\n", patience::DATA_INIT).await?;
+        match reply.code {
+            354 => Ok(None),
+            400.. => Ok(Some(reply)),
+            code => Err(io::Error::other(format!("DATA answered with {code}"))),
+        }
+    }
+
+    /// Ends `message`'s content and returns the next hop's reply to it (from an LMTP
+    /// server, its one recipient's, RFC 2033 4.2).
+    pub(super) async fn end_data(&mut self, message: &mut Outgoing) -> io::Result<OwnedReply> {
+        message.finish();
+        self.flush(message, true).await?;
+        let reply = self.reply(patience::DATA_END).await?;
+        self.in_transaction = false;
+        Ok(reply)
+    }
+
     /// Writes what `message` has pending when `all`, or when a piece is full.
     pub(super) async fn flush(&mut self, message: &mut Outgoing, all: bool) -> io::Result<()> {
         if message.pending.len() < WRITE_SIZE && !all {

@@ -172,16 +172,17 @@ impl Handler for PureProxy {
     }
 
     async fn data_start(&mut self, _: &Context<'_>) -> Verdict<'_> {
-        self.message.start();
-        let exchanged = self.exchange("DATA\r\n", patience::DATA_INIT).await;
-        match (exchanged, self.reply.code) {
+        let Some(hop) = self.hop.as_mut() else {
+            return Verdict::Reply(LOST);
+        };
+        match hop.start_data(&mut self.message).await {
             // The core's own 354 (or, for BDAT, its 250s): the client's dialogue is its own.
-            (Ok(()), 354) => Verdict::Accept,
-            (Ok(()), code @ 200..=399) => {
-                let error = io::Error::other(format!("DATA answered with {code}"));
-                Verdict::Reply(self.lost(&error))
+            Ok(None) => Verdict::Accept,
+            Ok(Some(refusal)) => {
+                self.keep(refusal);
+                Verdict::Reply(self.reply.as_reply())
             }
-            (exchanged, _) => self.verdict(exchanged),
+            Err(error) => Verdict::Reply(self.lost(&error)),
         }
     }
 
@@ -191,16 +192,11 @@ impl Handler for PureProxy {
     }
 
     async fn data_end(&mut self, _: &Context<'_>) -> Verdict<'_> {
-        self.message.finish();
-        if let Err(error) = self.flush(true).await {
-            return Verdict::Reply(self.lost(&error));
-        }
         let Some(hop) = self.hop.as_mut() else {
             return Verdict::Reply(LOST);
         };
-        match hop.reply(patience::DATA_END).await {
+        match hop.end_data(&mut self.message).await {
             Ok(reply) => {
-                hop.in_transaction = false;
                 self.keep(reply);
                 Verdict::Reply(self.reply.as_reply())
             }
