@@ -8,7 +8,9 @@
 //! place, one list or the relay: a recipient for another place gets `452 4.5.3`, which
 //! clients send again in a transaction of its own (RFC 5321 3.3). So the reply after the
 //! content is the one place's: `250` means Mailman (or the upstream) has the message.
-//! Without Mailman, recipients get `451 4.4.1` (whether they are lists cannot be known).
+//! MAIL is answered here and passed on with the first recipient, to Mailman or the relay,
+//! whose refusal then answers that RCPT. Without Mailman, recipients get `451 4.4.1`
+//! (whether they are lists cannot be known).
 
 use std::net::IpAddr;
 use std::sync::Arc;
