@@ -131,7 +131,7 @@ fn without_an_upstream_nothing_is_accepted() {
     client.expect("RCPT TO:<x@y.example>", "503 ");
     client.expect("QUIT", "221 ");
     assert!(relay.stderr.wait_for(Duration::from_secs(5), |log| log
-        .contains("upstream unavailable")));
+        .contains("next hop unavailable")));
 }
 
 #[test]

@@ -19,9 +19,9 @@ use smtpd_core::client::{write_mail, write_rcpt};
 use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
-use super::next_hop::{for_client, patience, NextHop, Outgoing, Protocol, Upstream};
-use super::proxy::{PureProxy, LOST};
-use crate::message::OwnedReply;
+use super::next_hop::{patience, Protocol, Upstream};
+use super::proxy::PureProxy;
+use super::relay::{Relay, LOST};
 
 const LISTS_UNAVAILABLE: Reply<'static> = Reply::new(
     451,
@@ -41,13 +41,20 @@ enum Route {
     Relay,
 }
 
+/// Whether Mailman took a recipient as one of its lists.
+enum Listed {
+    Yes,
+    No,
+    /// Mailman's reply is neither: it goes to the client as it is.
+    Other,
+}
+
 /// One client connection's list delivery and relay.
 #[derive(Debug)]
 pub struct MailmanProxy {
     relay: PureProxy,
-    lists: Arc<Upstream>,
-    /// The LMTP session with Mailman.
-    hop: Option<NextHop>,
+    /// The LMTP relay to Mailman.
+    lists: Relay,
     /// This transaction's MAIL, passed on when its first recipient shows where it goes.
     sender: Option<(String, MailParams)>,
     route: Option<Route>,
@@ -55,9 +62,6 @@ pub struct MailmanProxy {
     lists_mailed: Option<bool>,
     /// The relay has this transaction's MAIL.
     relay_mailed: bool,
-    /// Mailman's last reply, lent to the core.
-    reply: OwnedReply,
-    message: Outgoing,
 }
 
 impl MailmanProxy {
@@ -65,32 +69,25 @@ impl MailmanProxy {
     pub fn new(upstream: Arc<Upstream>, lists: Arc<Upstream>, peer: IpAddr) -> Self {
         MailmanProxy {
             relay: PureProxy::new(upstream, peer),
-            lists,
-            hop: None,
+            lists: Relay::new(lists, Protocol::Lmtp, String::new()),
             sender: None,
             route: None,
             lists_mailed: None,
             relay_mailed: false,
-            reply: OwnedReply::new(250, (2, 0, 0), ""),
-            message: Outgoing::default(),
         }
     }
 
-    /// Asks Mailman whether `to` is one of its lists (Mailman's reply, if it matters, is
-    /// kept in `self.reply`); `Err` with the reply for the client when Mailman cannot say.
+    /// Asks Mailman whether `to` is one of its lists (its reply, if it matters, is kept in
+    /// `self.lists`); `Err` with the reply for the client when Mailman cannot say.
     async fn ask_lists(&mut self, to: &str) -> Result<Listed, Reply<'static>> {
-        if self.hop.is_none() {
-            match NextHop::open(&self.lists, Protocol::Lmtp).await {
-                Ok(hop) => self.hop = Some(hop),
-                Err(error) => {
-                    tracing::warn!(lmtp = %self.lists.address, %error, "Mailman unavailable");
-                    return Err(LISTS_UNAVAILABLE);
-                }
-            }
+        if self.lists.hop.is_none() {
+            self.lists.open(LISTS_UNAVAILABLE).await?;
         }
-        let (Some(hop), mailed, Some((from, params))) =
-            (self.hop.as_mut(), &mut self.lists_mailed, &self.sender)
-        else {
+        let (Some(hop), mailed, Some((from, params))) = (
+            self.lists.hop.as_mut(),
+            &mut self.lists_mailed,
+            &self.sender,
+        ) else {
             return Err(LISTS_UNAVAILABLE);
         };
         let asked = async {
@@ -120,8 +117,7 @@ impl MailmanProxy {
             Ok(None) => return Ok(Listed::No),
             Ok(Some(reply)) => reply,
             Err(error) => {
-                tracing::warn!(lmtp = %self.lists.address, %error, "Mailman lost");
-                self.hop = None;
+                self.lists.lost(&error);
                 return Err(LISTS_UNAVAILABLE);
             }
         };
@@ -130,7 +126,7 @@ impl MailmanProxy {
             550 => Listed::No,
             _ => Listed::Other,
         };
-        self.keep(reply);
+        self.lists.keep(reply);
         Ok(listed)
     }
 
@@ -152,34 +148,6 @@ impl MailmanProxy {
         }
         verdict
     }
-
-    /// Writes what is pending for the list when `all`, or when a piece is full.
-    async fn flush(&mut self, all: bool) -> std::io::Result<()> {
-        let hop = self.hop.as_mut().ok_or(std::io::ErrorKind::NotConnected)?;
-        hop.flush(&mut self.message, all).await
-    }
-
-    /// Keeps Mailman's `reply` for the client (a closing `421` as `451`, dropping the session).
-    fn keep(&mut self, mut reply: OwnedReply) {
-        if for_client(&mut reply) {
-            self.hop = None;
-        }
-        self.reply = reply;
-    }
-
-    fn lost(&mut self, error: &std::io::Error) -> Reply<'static> {
-        tracing::warn!(lmtp = %self.lists.address, %error, "Mailman lost");
-        self.hop = None;
-        LOST
-    }
-}
-
-/// Whether Mailman took a recipient as one of its lists.
-enum Listed {
-    Yes,
-    No,
-    /// Mailman's reply is neither: it goes to the client as it is.
-    Other,
 }
 
 impl Handler for MailmanProxy {
@@ -200,69 +168,44 @@ impl Handler for MailmanProxy {
             Ok(Listed::Yes) if self.route == Some(Route::Relay) => Verdict::Reply(ONE_PLACE),
             Ok(Listed::Yes) => {
                 self.route = Some(Route::List);
-                Verdict::Reply(self.reply.as_reply())
+                self.lists.verdict(Ok(()))
             }
             Ok(Listed::No) => self.relay_rcpt(cx, to).await,
-            Ok(Listed::Other) => Verdict::Reply(self.reply.as_reply()),
+            Ok(Listed::Other) => self.lists.verdict(Ok(())),
         }
     }
 
     async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
-        if self.route != Some(Route::List) {
-            return self.relay.data_start(cx).await;
-        }
-        let Some(hop) = self.hop.as_mut() else {
-            return Verdict::Reply(LOST);
-        };
-        match hop.start_data(&mut self.message).await {
-            Ok(None) => Verdict::Accept,
-            Ok(Some(refusal)) => {
-                self.keep(refusal);
-                Verdict::Reply(self.reply.as_reply())
-            }
-            Err(error) => Verdict::Reply(self.lost(&error)),
+        match self.route {
+            Some(Route::List) => self.lists.data_start().await,
+            _ => self.relay.data_start(cx).await,
         }
     }
 
     async fn data_chunk(&mut self, cx: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
-        if self.route != Some(Route::List) {
-            return self.relay.data_chunk(cx, chunk).await;
+        match self.route {
+            Some(Route::List) => self.lists.data_chunk(chunk).await,
+            _ => self.relay.data_chunk(cx, chunk).await,
         }
-        self.message.encode(chunk);
-        self.flush(false).await.map_err(|error| self.lost(&error))
     }
 
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
-        if self.route != Some(Route::List) {
-            return self.relay.data_end(cx).await;
-        }
-        let Some(hop) = self.hop.as_mut() else {
-            return Verdict::Reply(LOST);
-        };
-        match hop.end_data(&mut self.message).await {
-            Ok(reply) => {
-                self.keep(reply);
-                Verdict::Reply(self.reply.as_reply())
-            }
-            Err(error) => Verdict::Reply(self.lost(&error)),
+        match self.route {
+            // One list recipient, so one reply (RFC 2033 4.2).
+            Some(Route::List) => self.lists.data_end().await,
+            _ => self.relay.data_end(cx).await,
         }
     }
 
     async fn data_abort(&mut self, cx: &Context<'_>, reason: AbortReason) {
-        if self.route != Some(Route::List) {
-            return self.relay.data_abort(cx, reason).await;
+        match self.route {
+            Some(Route::List) => self.lists.data_abort(reason),
+            _ => self.relay.data_abort(cx, reason).await,
         }
-        // Mailman is reading content: only closing the connection makes it drop it.
-        if self.hop.take().is_some() {
-            tracing::info!(lmtp = %self.lists.address, ?reason, "list delivery dropped");
-        }
-        self.message.pending.clear();
     }
 
     async fn quit(&mut self, cx: &Context<'_>) {
         self.relay.quit(cx).await;
-        if let Some(mut hop) = self.hop.take() {
-            let _ = hop.command(b"QUIT\r\n", patience::COURTESY).await;
-        }
+        self.lists.quit().await;
     }
 }

@@ -5,6 +5,7 @@ mod maildir;
 mod mailman;
 mod next_hop;
 mod proxy;
+mod relay;
 mod sink;
 
 pub use debugging::{python_bytes_repr, DebuggingServer};

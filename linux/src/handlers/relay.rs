@@ -1,0 +1,152 @@
+//! One connection's relay to one next hop, shared by [`PureProxy`](super::PureProxy) and
+//! [`MailmanProxy`](super::MailmanProxy): the session (opened when needed), the next hop's
+//! last reply (lent to the core as a verdict), and the content on its way.
+//!
+//! Replies pass unchanged, except that a `421` (the next hop is closing) reaches the client as
+//! `451`, since only this server may end its client's session. A message whose relay is
+//! dropped ends the session without the final dot, so the next hop discards it.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtpd_core::handler::{AbortReason, Verdict};
+use smtpd_core::Reply;
+
+use super::next_hop::{for_client, patience, NextHop, Outgoing, Protocol, Upstream};
+use crate::message::OwnedReply;
+
+/// The session with the next hop was lost (or there is none mid-transaction).
+pub(super) const LOST: Reply<'static> =
+    Reply::new(451, (4, 4, 2), "Error: connection to the next hop lost");
+
+#[derive(Debug)]
+pub(super) struct Relay {
+    pub(super) next: Arc<Upstream>,
+    protocol: Protocol,
+    pub(super) hop: Option<NextHop>,
+    /// The next hop's last reply, lent to the core.
+    pub(super) reply: OwnedReply,
+    message: Outgoing,
+}
+
+impl Relay {
+    /// A relay to `next` whose content gets `added` (a header line, or nothing).
+    pub(super) fn new(next: Arc<Upstream>, protocol: Protocol, added: String) -> Self {
+        Relay {
+            next,
+            protocol,
+            hop: None,
+            reply: OwnedReply::new(250, (2, 0, 0), ""),
+            message: Outgoing::adding(added),
+        }
+    }
+
+    /// Opens a new session, replacing the old; `Err(unavailable)` if there is none to be had.
+    pub(super) async fn open(&mut self, unavailable: Reply<'static>) -> Result<(), Reply<'static>> {
+        self.hop = None;
+        match NextHop::open(&self.next, self.protocol).await {
+            Ok(hop) => {
+                self.hop = Some(hop);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(next_hop = %self.next.address, %error, "next hop unavailable");
+                Err(unavailable)
+            }
+        }
+    }
+
+    /// Sends `line` and keeps the answer in `self.reply`; or the local error reply when the
+    /// next hop failed.
+    pub(super) async fn exchange(
+        &mut self,
+        line: &str,
+        patience: Duration,
+    ) -> Result<(), Reply<'static>> {
+        let hop = self.hop.as_mut().ok_or(LOST)?;
+        match hop.command(line.as_bytes(), patience).await {
+            Ok(reply) => {
+                self.keep(reply);
+                Ok(())
+            }
+            Err(error) => Err(self.lost(&error)),
+        }
+    }
+
+    /// Keeps the next hop's `reply` for the client (a closing `421` as `451`, dropping the
+    /// session).
+    pub(super) fn keep(&mut self, mut reply: OwnedReply) {
+        if for_client(&mut reply) {
+            tracing::warn!(next_hop = %self.next.address, reply = %reply.text, "next hop closing");
+            self.hop = None;
+        }
+        self.reply = reply;
+    }
+
+    /// The verdict after [`exchange`](Self::exchange).
+    pub(super) fn verdict(&self, exchanged: Result<(), Reply<'static>>) -> Verdict<'_> {
+        Verdict::Reply(match exchanged {
+            Ok(()) => self.reply.as_reply(),
+            Err(local) => local,
+        })
+    }
+
+    pub(super) fn lost(&mut self, error: &io::Error) -> Reply<'static> {
+        tracing::warn!(next_hop = %self.next.address, %error, "next hop lost");
+        self.hop = None;
+        LOST
+    }
+
+    pub(super) async fn data_start(&mut self) -> Verdict<'_> {
+        let Some(hop) = self.hop.as_mut() else {
+            return Verdict::Reply(LOST);
+        };
+        match hop.start_data(&mut self.message).await {
+            // The core's own 354 (or, for BDAT, its 250s): the client's dialogue is its own.
+            Ok(None) => Verdict::Accept,
+            Ok(Some(refusal)) => {
+                self.keep(refusal);
+                Verdict::Reply(self.reply.as_reply())
+            }
+            Err(error) => Verdict::Reply(self.lost(&error)),
+        }
+    }
+
+    pub(super) async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply<'static>> {
+        self.message.encode(chunk);
+        let Some(hop) = self.hop.as_mut() else {
+            return Err(LOST);
+        };
+        hop.flush(&mut self.message, false)
+            .await
+            .map_err(|error| self.lost(&error))
+    }
+
+    pub(super) async fn data_end(&mut self) -> Verdict<'_> {
+        let Some(hop) = self.hop.as_mut() else {
+            return Verdict::Reply(LOST);
+        };
+        match hop.end_data(&mut self.message).await {
+            Ok(reply) => {
+                self.keep(reply);
+                Verdict::Reply(self.reply.as_reply())
+            }
+            Err(error) => Verdict::Reply(self.lost(&error)),
+        }
+    }
+
+    pub(super) fn data_abort(&mut self, reason: AbortReason) {
+        // The next hop is reading content: only closing the connection makes it drop it.
+        if self.hop.take().is_some() {
+            tracing::info!(next_hop = %self.next.address, ?reason, "relay dropped");
+        }
+        self.message.pending.clear();
+    }
+
+    pub(super) async fn quit(&mut self) {
+        if let Some(mut hop) = self.hop.take() {
+            let _ = hop.command(b"QUIT\r\n", patience::COURTESY).await;
+        }
+    }
+}
