@@ -337,6 +337,10 @@ fn usage_errors_are_one_line_and_exit_2() {
         (vec!["-c", "NoSuchClass", "127.0.0.1:0"], "NoSuchClass"),
         (vec!["127.0.0.1:0", "upstream"], "upstream"),
         (vec!["127.0.0.1:0", "upstream:smtp"], "upstream:smtp"),
+        (
+            vec!["-c", "MailmanProxy", "--lmtp", "mailman", "127.0.0.1:0"],
+            "--lmtp",
+        ),
         (vec!["--hostname", " ", "127.0.0.1:0"], "--hostname"),
         (
             vec!["-c", "DebuggingServer", "--maildir", &dir, "127.0.0.1:0"],
