@@ -103,7 +103,7 @@ impl<const N: usize> ReplyReader<N> {
         };
         let first = self.code.is_none();
         match self.code {
-            Some(first) if first != code => return Err(ReplyError::MixedCodes),
+            Some(reply_code) if reply_code != code => return Err(ReplyError::MixedCodes),
             Some(_) => {}
             None => {
                 self.code = Some(code);

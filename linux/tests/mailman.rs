@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -202,7 +202,8 @@ fn without_mailman_recipients_are_deferred() {
     client.expect("RCPT TO:<other@example.net>", "451 4.4.1");
     client.expect("DATA", "503 ");
     client.expect("QUIT", "221 ");
-    assert!(Path::new(smtp.maildir_path())
+    assert!(smtp
+        .maildir_path()
         .join("new")
         .read_dir()
         .unwrap()

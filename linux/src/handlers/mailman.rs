@@ -137,7 +137,7 @@ impl MailmanProxy {
                 return Verdict::Reply(LOST);
             };
             let mailed = self.relay.try_mail(from, params).await;
-            if mailed.is_err() || !self.relay.verdict(mailed).is_accept() {
+            if !self.relay.verdict(mailed).is_accept() {
                 return self.relay.verdict(mailed);
             }
             self.relay_mailed = true;

@@ -235,17 +235,12 @@ impl NextHop {
         result
     }
 
-    pub(super) async fn send(
-        &mut self,
-        octets: Vec<u8>,
-        patience: Duration,
-    ) -> (io::Result<()>, Vec<u8>) {
-        let (result, octets) =
-            match compio::time::timeout(patience, self.stream.write_all(octets)).await {
-                Ok(BufResult(result, octets)) => (result, octets),
-                Err(_) => return (Err(io::ErrorKind::TimedOut.into()), Vec::new()),
-            };
-        (result, octets)
+    /// Writes `octets` whole, returning the buffer (an empty one after a timeout).
+    async fn send(&mut self, octets: Vec<u8>, patience: Duration) -> (io::Result<()>, Vec<u8>) {
+        match compio::time::timeout(patience, self.stream.write_all(octets)).await {
+            Ok(BufResult(result, octets)) => (result, octets),
+            Err(_) => (Err(io::ErrorKind::TimedOut.into()), Vec::new()),
+        }
     }
 
     /// The next reply, waiting at most `patience` in all.
@@ -286,16 +281,6 @@ impl NextHop {
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
     }
-}
-
-/// Makes a next hop's `reply` one for this server's client: `421` (the next hop is closing)
-/// becomes `451`, since only this server may end its client's session. True if it was 421.
-pub(super) fn for_client(reply: &mut OwnedReply) -> bool {
-    let closing = reply.code == 421;
-    if closing {
-        reply.code = 451;
-    }
-    closing
 }
 
 fn refused(step: &str, reply: &OwnedReply) -> io::Error {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use smtpd_core::handler::{AbortReason, Verdict};
 use smtpd_core::Reply;
 
-use super::next_hop::{for_client, patience, NextHop, Outgoing, Protocol, Upstream};
+use super::next_hop::{patience, NextHop, Outgoing, Protocol, Upstream};
 use crate::message::OwnedReply;
 
 /// The session with the next hop was lost (or there is none mid-transaction).
@@ -74,12 +74,14 @@ impl Relay {
         }
     }
 
-    /// Keeps the next hop's `reply` for the client (a closing `421` as `451`, dropping the
-    /// session).
+    /// Keeps the next hop's `reply` for the client. A `421` (the next hop is closing)
+    /// becomes `451`, since only this server may end its client's session, and the session
+    /// is dropped.
     pub(super) fn keep(&mut self, mut reply: OwnedReply) {
-        if for_client(&mut reply) {
+        if reply.code == 421 {
             tracing::warn!(next_hop = %self.next.address, reply = %reply.text, "next hop closing");
             self.hop = None;
+            reply.code = 451;
         }
         self.reply = reply;
     }
