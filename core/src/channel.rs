@@ -367,7 +367,8 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
 
     /// The handler refused the message content: drop the rest and answer `reply` at its end.
     pub fn refuse_data(&mut self, reply: Reply<'static>) {
-        self.state.fail(Failure::Refused(reply));
+        self.state
+            .fail(Failure::Refused(reply.with_default_enhanced()));
     }
 
     /// Reply bytes waiting to be written.
@@ -931,7 +932,10 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
     fn apply(&mut self, pending: Pending, line: &str, verdict: Verdict<'_>) {
         let accepted = verdict.is_accept();
         let custom = match verdict {
-            Verdict::Reply(reply) => Some(reply),
+            // A handler's reply, often passed on from another server, gets a default enhanced
+            // code (RFC 2034 3); the greeting's is written as given, HELO/EHLO's without.
+            Verdict::Reply(reply) if matches!(pending, Pending::Connect) => Some(reply),
+            Verdict::Reply(reply) => Some(reply.with_default_enhanced()),
             Verdict::Accept => None,
         };
         match pending {

@@ -58,6 +58,20 @@ impl<'a> Reply<'a> {
         self.code >= 200 && self.code < 400
     }
 
+    /// This reply with `class.0.0` ("other or undefined status", RFC 3463) as its enhanced
+    /// code if it has none and is a 2xx, 4xx or 5xx reply, which must carry one once
+    /// ENHANCEDSTATUSCODES is offered (RFC 2034 3). Replies passed on from another server
+    /// often have none.
+    pub const fn with_default_enhanced(self) -> Self {
+        match (self.enhanced, self.code / 100) {
+            (None, class @ (2 | 4 | 5)) => Reply {
+                enhanced: Some(EnhancedCode(class as u8, 0, 0)),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// Whether this reply ends the session (421, RFC 5321 3.8).
     pub const fn closes(&self) -> bool {
         self.code == 421
@@ -240,6 +254,17 @@ mod tests {
         let mut out = heapless::Vec::new();
         ReplyWriter::new(&mut out, enhanced).reply(&reply);
         out
+    }
+
+    #[test]
+    fn default_enhanced_code_by_class() {
+        let default = |code| Reply::plain(code, "x").with_default_enhanced().enhanced;
+        assert_eq!(default(250), Some(EnhancedCode(2, 0, 0)));
+        assert_eq!(default(451), Some(EnhancedCode(4, 0, 0)));
+        assert_eq!(default(554), Some(EnhancedCode(5, 0, 0)));
+        assert_eq!(default(354), None);
+        let given = Reply::new(550, (5, 1, 1), "x");
+        assert_eq!(given.with_default_enhanced(), given);
     }
 
     #[test]

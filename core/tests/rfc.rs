@@ -1742,6 +1742,28 @@ fn enhanced_status_codes_on() {
 }
 
 #[test]
+fn handler_replies_without_enhanced_code_get_a_default() {
+    // RFC 2034 3: once offered, every 2xx/4xx/5xx reply carries a code, also the replies a
+    // handler passes on from a server that gives none (RFC 3463 X.0.0: other or undefined).
+    let recorder = || Recorder {
+        data_end: Some(Reply::plain(250, "queued as 1234")),
+        verbs: vec![("XLATER", Reply::plain(451, "later"))],
+        ..Recorder::default()
+    };
+    let mut c = ehlo_handler(recorder());
+    assert_eq!(c.cmd("XLATER"), "451 4.0.0 later\r\n");
+    begin_data(&mut c);
+    assert_eq!(c.send(b"x\r\n.\r\n"), "250 2.0.0 queued as 1234\r\n");
+
+    let (mut c, _) = Client::connect_with(
+        with(|c| c.extensions.enhanced_status_codes = false),
+        recorder(),
+    );
+    c.cmd("EHLO client.example");
+    assert_eq!(c.cmd("XLATER"), "451 later\r\n");
+}
+
+#[test]
 fn no_enhanced_code_on_any_reply_to_helo_or_ehlo() {
     // RFC 2034 3: status codes appear in all 2xx, 4xx and 5xx response lines "other than
     // initial greeting and any response to HELO or EHLO".
