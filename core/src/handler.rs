@@ -156,6 +156,15 @@ pub trait Handler {
         Ok(())
     }
 
+    /// The client's input ran dry in the middle of a message: all content received so far
+    /// was given to `data_chunk`, and the session waits for more. A handler that buffers
+    /// content for a next hop should pass it on now, since the next hop's data-block timer
+    /// runs (RFC 5321 4.5.3.2.5). An error refuses the message, as from `data_chunk`.
+    async fn data_pause(&mut self, cx: &Context<'_>) -> Result<(), Reply<'static>> {
+        let _ = cx;
+        Ok(())
+    }
+
     /// The whole message was received: the final verdict. Answer 250 only once the message
     /// has been handed on.
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {

@@ -63,18 +63,37 @@ impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, 
     }
 
     /// Processes `input` received at `now`; returns how many octets were consumed.
+    ///
+    /// When the input ends in the middle of a message, the handler's `data_pause` is awaited
+    /// before returning.
     pub async fn handle_input(&mut self, input: &[u8], now: Instant) -> usize {
         let mut pos = 0;
+        // Content was given to the handler, and its message has not ended yet.
+        let mut streamed = false;
         loop {
             let (n, chunk) = self.channel.receive(&input[pos..], now);
             pos += n;
             if let Some(chunk) = chunk {
+                streamed = true;
                 let cx = self.channel.context();
                 if let Err(reply) = self.handler.data_chunk(&cx, chunk).await {
                     self.channel.refuse_data(reply);
                 }
-            } else if !self.dispatch().await {
-                return pos;
+                continue;
+            }
+            match self.dispatch().await {
+                Some(ends_message) => streamed &= !ends_message,
+                None if streamed && pos == input.len() => {
+                    streamed = false;
+                    let cx = self.channel.context();
+                    if let Err(reply) = self.handler.data_pause(&cx).await {
+                        // On to the abort notification the refusal raised.
+                        self.channel.refuse_data(reply);
+                        continue;
+                    }
+                    return pos;
+                }
+                None => return pos,
             }
         }
     }
@@ -82,19 +101,19 @@ impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, 
     /// Ends the session with `421` if its deadline has passed (see [`poll_timeout`](Self::poll_timeout)).
     pub async fn handle_timeout(&mut self, now: Instant) {
         self.channel.handle_timeout(now);
-        while self.dispatch().await {}
+        while self.dispatch().await.is_some() {}
     }
 
     /// The server is stopping: `421` now (call it once the grace period is over).
     pub async fn handle_shutdown(&mut self) {
         self.channel.shutdown();
-        while self.dispatch().await {}
+        while self.dispatch().await.is_some() {}
     }
 
     /// The connection closed or failed: an open message is aborted.
     pub async fn handle_disconnect(&mut self) {
         self.channel.handle_disconnect();
-        while self.dispatch().await {}
+        while self.dispatch().await.is_some() {}
     }
 
     /// The next deadline, if any.
@@ -138,11 +157,11 @@ impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, 
         self.handler
     }
 
-    /// Awaits the hook for the pending event, if any, and resolves it.
-    async fn dispatch(&mut self) -> bool {
-        let Some(event) = self.channel.event() else {
-            return false;
-        };
+    /// Awaits the hook for the pending event, if any, and resolves it; returns whether the
+    /// event ended a message (`None`: there was none).
+    async fn dispatch(&mut self) -> Option<bool> {
+        let event = self.channel.event()?;
+        let ends_message = matches!(event, Event::DataEnd | Event::DataAbort(_));
         let cx = self.channel.context();
         let handler = &mut self.handler;
         let verdict = match event {
@@ -170,6 +189,6 @@ impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, 
             },
         };
         self.channel.resolve(verdict);
-        true
+        Some(ends_message)
     }
 }

@@ -92,13 +92,20 @@ fn run<const OUT: usize>(config: &Config<'static>, input: &[u8], cuts: &[usize])
     flush(&mut session, &mut transcript);
     let closed = session.is_closed();
     let handler = session.into_handler();
+    check_contract(&handler.log, true).unwrap();
+    // Where the input ran dry depends on how it was split; nothing else may.
+    let without_pauses = |log: Vec<String>| {
+        log.into_iter()
+            .filter(|entry| !entry.starts_with("pause"))
+            .collect()
+    };
     Outcome {
         transcript,
-        log: handler.log,
+        log: without_pauses(handler.log),
         delivered: handler.delivered,
         aborts: handler.aborts,
         closed,
-        log_at_close,
+        log_at_close: log_at_close.map(without_pauses),
     }
 }
 
@@ -153,7 +160,8 @@ fn check_replies(out: &[u8]) -> Result<(), String> {
     }
 }
 
-/// `data_start` is followed by exactly one `data_end` or `abort ...` before the next one.
+/// `data_start` is followed by exactly one `data_end` or `abort ...` before the next one, and
+/// pauses come only in between.
 /// With `finished`, no message may be left open.
 fn check_contract(log: &[String], finished: bool) -> Result<(), String> {
     let mut open = false;
@@ -163,6 +171,10 @@ fn check_contract(log: &[String], finished: bool) -> Result<(), String> {
                 return Err(format!("data_start #{i} while a message is open: {log:?}"));
             }
             open = true;
+        } else if entry.starts_with("pause") {
+            if !open {
+                return Err(format!("{entry} #{i} outside a message: {log:?}"));
+            }
         } else if entry == "data_end" || entry.starts_with("abort ") {
             if !open {
                 return Err(format!("{entry} #{i} without data_start: {log:?}"));

@@ -1082,7 +1082,10 @@ fn message_over_the_size_limit_is_552_after_its_end() {
     assert_eq!(c.delivered().len(), 1);
     assert_eq!(c.handler().aborts, [AbortReason::TooBig]);
     let log = &c.handler().log;
-    assert_eq!(log[log.len() - 2..], ["data_start", "abort TooBig"]);
+    assert_eq!(
+        log[log.len() - 3..],
+        ["data_start", "pause after 10 octets", "abort TooBig"]
+    );
     // The transaction was reset; the session goes on.
     assert_eq!(
         c.cmd("RCPT TO:<c@d.example>"),

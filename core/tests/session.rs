@@ -2,7 +2,8 @@
 
 mod support;
 
-use support::{codes, config, Client};
+use smtpd_core::Reply;
+use support::{codes, config, Client, Recorder};
 
 #[test]
 fn greeting_and_a_full_transaction() {
@@ -39,4 +40,50 @@ fn pipelined_group_is_answered_in_order_in_one_output() {
     assert_eq!(codes(&out), [250, 250, 250, 354, 250, 221]);
     assert_eq!(c.delivered().len(), 2);
     assert_eq!(c.delivered()[1].data, b"y\r\n");
+}
+
+#[test]
+fn the_handler_hears_when_input_runs_dry_mid_message() {
+    let (mut c, _) = Client::connect_with(config(), Recorder::default());
+    c.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let pauses = |c: &Client| {
+        let log = &c.handler().log;
+        log.iter()
+            .filter(|l| l.starts_with("pause"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(c.send(b"Subject: x\r\n\r\nfirst"), "");
+    assert_eq!(c.send(b" line\r\n.."), "");
+    assert_eq!(
+        pauses(&c),
+        ["pause after 19 octets", "pause after 27 octets"]
+    );
+    // The message ends in this input: no pause, nor in a following pipelined command.
+    assert_eq!(codes(&c.send(b"end\r\n.\r\nNOOP\r\n")), [250, 250]);
+    // A BDAT chunk that is not the last leaves the message open.
+    assert_eq!(
+        codes(&c.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 3\r\nabc")),
+        [250, 250, 250]
+    );
+    assert_eq!(codes(&c.send(b"BDAT 2 LAST\r\nde")), [250]);
+    assert_eq!(pauses(&c).len(), 3);
+    assert_eq!(c.delivered()[1].data, b"abcde");
+}
+
+#[test]
+fn a_refusal_at_a_pause_refuses_the_message() {
+    let refusal = Reply::new(451, (4, 4, 2), "next hop lost");
+    let (mut c, _) = Client::connect_with(
+        config(),
+        Recorder {
+            pause: Some(refusal),
+            ..Recorder::default()
+        },
+    );
+    c.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    assert_eq!(c.send(b"part\r\n"), "");
+    assert!(c.handler().log.iter().any(|l| l == "abort Refused"));
+    assert_eq!(c.send(b"rest\r\n.\r\n"), "451 4.4.2 next hop lost\r\n");
+    assert!(c.delivered().is_empty());
 }

@@ -111,6 +111,10 @@ impl<H: Handler> Handler for Logged<H> {
         self.inner.data_chunk(cx, chunk).await
     }
 
+    async fn data_pause(&mut self, cx: &Context<'_>) -> Result<(), Reply<'static>> {
+        self.inner.data_pause(cx).await
+    }
+
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         let verdict = self.inner.data_end(cx).await;
         let code = match verdict {

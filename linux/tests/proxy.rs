@@ -154,6 +154,28 @@ fn a_client_vanishing_mid_message_delivers_nothing() {
 }
 
 #[test]
+fn content_reaches_the_upstream_while_the_client_pauses() {
+    // The upstream gives each block of data 2 s; the client pauses 1.2 s between lines, 3.6 s
+    // in all. Content held back until the final dot would time the upstream out.
+    let upstream = Server::maildir(&["--data-timeout", "2"]);
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example"]);
+    client.expect("DATA", "354 ");
+    for line in ["Subject: slow\r\n\r\n", "one\r\n", "two\r\n"] {
+        client.send(line.as_bytes());
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    client.expect(".", "250 ");
+    let messages = delivered(&upstream, 1);
+    assert_eq!(messages.len(), 1, "upstream: {}", upstream.stderr.text());
+    assert_eq!(
+        messages[0].content,
+        with_peer(b"Subject: slow\r\n\r\none\r\ntwo\r\n")
+    );
+}
+
+#[test]
 fn bare_line_ends_cannot_smuggle_a_message_through_the_relay() {
     let upstream = Server::maildir(&["--bare-newline", "allow"]);
     let relay = Server::relay(&upstream.addr.to_string(), &["--bare-newline", "allow"]);

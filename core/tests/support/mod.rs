@@ -44,6 +44,8 @@ pub struct Recorder {
     pub data_end: Option<Reply<'static>>,
     /// `data_chunk` fails once this many octets were received.
     pub capacity: Option<usize>,
+    /// Verdict for `data_pause` (default: go on).
+    pub pause: Option<Reply<'static>>,
     /// Answers for custom verbs: (verb, reply).
     pub verbs: Vec<(&'static str, Reply<'static>)>,
     pub aborts: Vec<AbortReason>,
@@ -94,6 +96,12 @@ impl Handler for Recorder {
             }
             _ => Ok(()),
         }
+    }
+
+    async fn data_pause(&mut self, _: &Context<'_>) -> Result<(), Reply<'static>> {
+        self.log
+            .push(format!("pause after {} octets", self.current.len()));
+        self.pause.map_or(Ok(()), Err)
     }
 
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {

@@ -189,6 +189,13 @@ impl Handler for MailmanProxy {
         }
     }
 
+    async fn data_pause(&mut self, cx: &Context<'_>) -> Result<(), Reply<'static>> {
+        match self.route {
+            Some(Route::List) => self.lists.data_pause().await,
+            _ => self.relay.data_pause(cx).await,
+        }
+    }
+
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         match self.route {
             // One list recipient, so one reply (RFC 2033 4.2).

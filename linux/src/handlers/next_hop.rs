@@ -221,7 +221,7 @@ impl NextHop {
 
     /// Writes what `message` has pending when `all`, or when a piece is full.
     pub(super) async fn flush(&mut self, message: &mut Outgoing, all: bool) -> io::Result<()> {
-        if message.pending.len() < WRITE_SIZE && !all {
+        if message.pending.is_empty() || (message.pending.len() < WRITE_SIZE && !all) {
             return Ok(());
         }
         let pending = std::mem::take(&mut message.pending);

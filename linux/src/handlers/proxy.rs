@@ -128,6 +128,10 @@ impl Handler for PureProxy {
         self.relay.data_chunk(chunk).await
     }
 
+    async fn data_pause(&mut self, _: &Context<'_>) -> Result<(), Reply<'static>> {
+        self.relay.data_pause().await
+    }
+
     async fn data_end(&mut self, _: &Context<'_>) -> Verdict<'_> {
         self.relay.data_end().await
     }

@@ -125,6 +125,17 @@ impl Relay {
             .map_err(|error| self.lost(&error))
     }
 
+    /// The client paused: what is pending goes out, so the next hop's data-block timer sees
+    /// the content as it comes.
+    pub(super) async fn data_pause(&mut self) -> Result<(), Reply<'static>> {
+        let Some(hop) = self.hop.as_mut() else {
+            return Err(LOST);
+        };
+        hop.flush(&mut self.message, true)
+            .await
+            .map_err(|error| self.lost(&error))
+    }
+
     pub(super) async fn data_end(&mut self) -> Verdict<'_> {
         let Some(hop) = self.hop.as_mut() else {
             return Verdict::Reply(LOST);
