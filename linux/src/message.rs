@@ -29,6 +29,14 @@ impl OwnedReply {
         }
     }
 
+    pub fn from_reply(reply: &Reply<'_>) -> Self {
+        OwnedReply {
+            code: reply.code,
+            enhanced: reply.enhanced,
+            text: reply.text.to_owned(),
+        }
+    }
+
     pub fn as_reply(&self) -> Reply<'_> {
         Reply {
             code: self.code,

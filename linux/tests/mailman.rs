@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, python, Server};
+use common::{free_port, python, scripted_server, Server};
 
 /// A running Mailman 3 (its master and runners), stopped when dropped.
 struct Mailman {
@@ -160,14 +160,23 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
          print(s.sendmail('member@example.org', ['ant@example.com', 'other@example.net'], post))\n\
          print(s.sendmail('member@example.org', ['other@example.net', 'ant-bogus@example.com'], b'Subject: relayed\\r\\n\\r\\nhello other\\r\\n'))\n\
          print(s.sendmail('member@example.org', ['x@example.net', 'ant@example.com'], b'Subject: mixed\\r\\n\\r\\nx\\r\\n'))\n\
+         try: s.sendmail('member@example.org', ['ant@example.com'], b'Subject: utf8\\r\\n\\r\\nx\\r\\n', mail_options=['SMTPUTF8'])\n\
+         except smtplib.SMTPRecipientsRefused as e: print(e.recipients)\n\
+         print(s.sendmail('member@example.org', ['utf@example.net'], b'Subject: utf8 relayed\\r\\n\\r\\ny\\r\\n', mail_options=['SMTPUTF8']))\n\
          s.quit()\n",
         &[&proxy.addr.port().to_string()],
     );
     let one_place = "(452, b'4.5.3 Error: a mailing list takes a message of its own; \
                      send to this recipient separately')";
+    // Mailman's LMTP runner does not offer SMTPUTF8: a list cannot take such a message (the
+    // refusal is not taken to mean "not a list"), while other recipients are relayed.
+    let no_utf8 = "(550, b'5.6.7 Error: the next hop does not support SMTPUTF8')";
     assert_eq!(
         out,
-        format!("{{'other@example.net': {one_place}}}\n{{}}\n{{'ant@example.com': {one_place}}}\n")
+        format!(
+            "{{'other@example.net': {one_place}}}\n{{}}\n{{'ant@example.com': {one_place}}}\n\
+             {{'ant@example.com': {no_utf8}}}\n{{}}\n"
+        )
     );
     // Mailman took the post and sent it to the list's member, through the maildir server.
     let distributed = wait_for(&smtp, "member@example.org", "to the list");
@@ -188,6 +197,8 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
     );
     let mixed = wait_for(&smtp, "x@example.net", "");
     assert_eq!(mixed.rcpt_to, ["x@example.net"]);
+    let utf8 = wait_for(&smtp, "utf@example.net", "");
+    assert!(text(&utf8.content).contains("utf8 relayed"));
 }
 
 #[test]
@@ -209,4 +220,44 @@ fn without_mailman_recipients_are_deferred() {
         .unwrap()
         .next()
         .is_none());
+}
+
+#[test]
+fn a_lost_lmtp_session_is_opened_again_with_the_mail() {
+    let smtp = Server::maildir(&[]);
+    let (lmtp, script) = scripted_server(&[
+        &[
+            "250 lmtp\r\n",
+            "250 2.1.0 ok\r\n",
+            "421 4.3.2 going down\r\n",
+        ],
+        // Any 2xx takes the recipient as Mailman's (RFC 2033 4.2: one reply after the
+        // content for each); then the message is the list's alone.
+        &[
+            "250 lmtp\r\n",
+            "250 2.1.0 ok\r\n",
+            "251 2.1.5 will forward\r\n",
+            "221 bye\r\n",
+        ],
+    ]);
+    let proxy = Server::relaying("MailmanProxy", &smtp.addr.to_string(), &["--lmtp", &lmtp]);
+    let mut client = proxy.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<one@lists.example>", "451 4.3.2 going down");
+    client.expect("RCPT TO:<fwd@lists.example>", "251 2.1.5 will forward");
+    client.expect("RCPT TO:<two@lists.example>", "452 4.5.3");
+    client.expect("QUIT", "221 ");
+    let sessions = script.join().unwrap();
+    let hostname = &sessions[0][0];
+    assert!(hostname.starts_with("LHLO "), "{sessions:?}");
+    assert_eq!(
+        sessions[1],
+        [
+            hostname.as_str(),
+            "MAIL FROM:<a@b.example>",
+            "RCPT TO:<fwd@lists.example>",
+            "QUIT"
+        ]
+    );
 }

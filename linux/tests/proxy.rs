@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, python, require_tool, Client, Delivered, Server};
+use common::{free_port, python, require_tool, scripted_server, Client, Delivered, Server};
 
 /// The upstream maildir's messages once `count` arrived (or after 5 s).
 fn delivered(upstream: &Server, count: usize) -> Vec<Delivered> {
@@ -329,39 +329,13 @@ fn an_upstream_that_stops_answering_is_given_up() {
     mute.join().unwrap();
 }
 
-/// An upstream for one connection that greets, then answers each command line with the next
-/// of `replies` and closes after the last; returns the commands it got.
-fn scripted_upstream(
-    replies: &'static [&'static str],
-) -> (String, std::thread::JoinHandle<Vec<String>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let script = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = std::io::BufReader::new(stream);
-        writer.write_all(b"220 scripted ESMTP\r\n").unwrap();
-        let mut commands = Vec::new();
-        for reply in replies {
-            let mut line = String::new();
-            if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
-                break;
-            }
-            commands.push(line.trim_end().to_owned());
-            writer.write_all(reply.as_bytes()).unwrap();
-        }
-        commands
-    });
-    (addr, script)
-}
-
 #[test]
 fn an_upstream_421_reaches_the_client_as_451_and_the_session_goes_on() {
-    let (addr, script) = scripted_upstream(&[
+    let (addr, script) = scripted_server(&[&[
         "250-scripted\r\n250 8BITMIME\r\n",
         "250 2.1.0 sender ok\r\n",
         "421 4.3.0 going down\r\n",
-    ]);
+    ]]);
     let relay = Server::relay(&addr, &[]);
     let mut client = relay.client();
     client.expect("EHLO client.example", "250");
@@ -372,7 +346,7 @@ fn an_upstream_421_reaches_the_client_as_451_and_the_session_goes_on() {
     client.expect("RCPT TO:<x@y.example>", "451 4.3.0 going down");
     client.expect("NOOP", "250 ");
     assert_eq!(
-        script.join().unwrap(),
+        script.join().unwrap()[0],
         [
             format!("EHLO {}", relay_hostname(&relay)),
             "MAIL FROM:<a@b.example> BODY=8BITMIME".to_owned(),
@@ -386,13 +360,13 @@ fn an_upstream_421_reaches_the_client_as_451_and_the_session_goes_on() {
 
 #[test]
 fn a_malformed_upstream_reply_loses_the_transaction() {
-    let (addr, script) = scripted_upstream(&["250 scripted\r\n", "hello there\r\n"]);
+    let (addr, script) = scripted_server(&[&["250 scripted\r\n", "hello there\r\n"]]);
     let relay = Server::relay(&addr, &[]);
     let mut client = relay.client();
     client.expect("EHLO client.example", "250");
     client.expect("MAIL FROM:<a@b.example>", "451 4.4.2");
     client.expect("RCPT TO:<x@y.example>", "503 ");
-    assert_eq!(script.join().unwrap().len(), 2);
+    assert_eq!(script.join().unwrap()[0].len(), 2);
 }
 
 /// The name the relay gives in EHLO: its greeting's.

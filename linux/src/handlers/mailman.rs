@@ -9,9 +9,13 @@
 //! clients send again in a transaction of its own (RFC 5321 3.3). So the reply after the
 //! content is the one place's: `250` means Mailman (or the upstream) has the message.
 //! MAIL is answered here and passed on with the first recipient, to Mailman or the relay,
-//! whose refusal then answers that RCPT. Without Mailman, recipients get `451 4.4.1`
-//! (whether they are lists cannot be known).
+//! whose refusal then answers that RCPT. A MAIL Mailman cannot take (SMTPUTF8, which its
+//! runner does not offer, or its refusal) says nothing about the recipients: a bare MAIL asks
+//! about them instead, and a list among them gets the refusal. Any 2xx to RCPT makes the
+//! recipient Mailman's. A session lost mid-transaction is opened again, with the MAIL. Without
+//! Mailman, recipients get `451 4.4.1` (whether they are lists cannot be known).
 
+use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,9 +23,10 @@ use smtpd_core::client::{write_mail, write_rcpt};
 use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
-use super::next_hop::{patience, Protocol, Upstream};
-use super::proxy::PureProxy;
+use super::next_hop::{patience, NextHop, Protocol, Upstream};
+use super::proxy::{unsupported, PureProxy};
 use super::relay::{Relay, LOST};
+use crate::message::OwnedReply;
 
 const LISTS_UNAVAILABLE: Reply<'static> = Reply::new(
     451,
@@ -49,6 +54,34 @@ enum Listed {
     Other,
 }
 
+/// What Mailman made of this transaction's MAIL.
+#[derive(Debug)]
+enum ListsMail {
+    /// Not passed on (yet, or on the current session).
+    Unsent,
+    /// Accepted: recipients are asked as they come.
+    Accepted,
+    /// Refused with this reply (or a local one, for what Mailman does not offer). A bare
+    /// MAIL took its place, only to ask about recipients: a list among them gets the refusal,
+    /// the others are relayed.
+    Refused(OwnedReply),
+}
+
+/// MAIL on `hop`; a `421` (Mailman is closing the session) is an error.
+async fn mail(hop: &mut NextHop, from: &str, params: &MailParams) -> io::Result<OwnedReply> {
+    let mut line = String::new();
+    let _ = write_mail(&mut line, from, params, &hop.offered);
+    let reply = hop.command(line.as_bytes(), patience::COMMAND).await?;
+    hop.in_transaction = reply.code == 250;
+    match reply.code {
+        421 => Err(io::Error::other(format!(
+            "MAIL answered with 421 {}",
+            reply.text
+        ))),
+        _ => Ok(reply),
+    }
+}
+
 /// One client connection's list delivery and relay.
 #[derive(Debug)]
 pub struct MailmanProxy {
@@ -58,8 +91,7 @@ pub struct MailmanProxy {
     /// This transaction's MAIL, passed on when its first recipient shows where it goes.
     sender: Option<(String, MailParams)>,
     route: Option<Route>,
-    /// Mailman has this transaction's MAIL (true: it refused it, so nothing is a list).
-    lists_mailed: Option<bool>,
+    lists_mail: ListsMail,
     /// The relay has this transaction's MAIL.
     relay_mailed: bool,
 }
@@ -72,7 +104,7 @@ impl MailmanProxy {
             lists: Relay::new(lists, Protocol::Lmtp, String::new()),
             sender: None,
             route: None,
-            lists_mailed: None,
+            lists_mail: ListsMail::Unsent,
             relay_mailed: false,
         }
     }
@@ -80,49 +112,29 @@ impl MailmanProxy {
     /// Asks Mailman whether `to` is one of its lists (its reply, if it matters, is kept in
     /// `self.lists`); `Err` with the reply for the client when Mailman cannot say.
     async fn ask_lists(&mut self, to: &str) -> Result<Listed, Reply<'static>> {
-        if self.lists.hop.is_none() {
-            self.lists.open(LISTS_UNAVAILABLE).await?;
+        if matches!(self.lists_mail, ListsMail::Unsent) || self.lists.hop.is_none() {
+            let Some((from, params)) = self.sender.clone() else {
+                return Err(LISTS_UNAVAILABLE);
+            };
+            // A kept session Mailman has closed meanwhile: once more on a new one.
+            let kept = self.lists.hop.is_some();
+            self.lists_mail = match self.mail_lists(&from, &params).await {
+                Err(_) if kept => self.mail_lists(&from, &params).await?,
+                mailed => mailed?,
+            };
         }
-        let (Some(hop), mailed, Some((from, params))) = (
-            self.lists.hop.as_mut(),
-            &mut self.lists_mailed,
-            &self.sender,
-        ) else {
-            return Err(LISTS_UNAVAILABLE);
-        };
-        let asked = async {
-            if mailed.is_none() {
-                if hop.in_transaction {
-                    hop.command(b"RSET\r\n", patience::COURTESY).await?;
-                    hop.in_transaction = false;
-                }
-                let mut line = String::new();
-                let _ = write_mail(&mut line, from, params, &hop.offered);
-                let reply = hop.command(line.as_bytes(), patience::COMMAND).await?;
-                hop.in_transaction = reply.code == 250;
-                *mailed = Some(!hop.in_transaction);
-            }
-            if *mailed == Some(true) {
-                return Ok(None);
-            }
-            let mut line = String::new();
-            let _ = write_rcpt(&mut line, to);
-            hop.command(line.as_bytes(), patience::COMMAND)
-                .await
-                .map(Some)
-        }
-        .await;
-        let reply = match asked {
-            // Mailman refused this transaction's MAIL: none of its recipients is a list.
-            Ok(None) => return Ok(Listed::No),
-            Ok(Some(reply)) => reply,
+        let hop = self.lists.hop.as_mut().ok_or(LISTS_UNAVAILABLE)?;
+        let mut line = String::new();
+        let _ = write_rcpt(&mut line, to);
+        let reply = match hop.command(line.as_bytes(), patience::COMMAND).await {
+            Ok(reply) => reply,
             Err(error) => {
                 self.lists.lost(&error);
                 return Err(LISTS_UNAVAILABLE);
             }
         };
         let listed = match reply.code {
-            250 => Listed::Yes,
+            200..=299 => Listed::Yes,
             550 => Listed::No,
             _ => Listed::Other,
         };
@@ -130,6 +142,47 @@ impl MailmanProxy {
         Ok(listed)
     }
 
+    /// Passes this transaction's MAIL to Mailman (opening a session if there is none). If
+    /// Mailman cannot take it, a bare MAIL is sent instead, only to ask about recipients.
+    async fn mail_lists(
+        &mut self,
+        from: &str,
+        params: &MailParams,
+    ) -> Result<ListsMail, Reply<'static>> {
+        if self.lists.hop.is_none() {
+            self.lists.open(LISTS_UNAVAILABLE).await?;
+        }
+        let hop = self.lists.hop.as_mut().ok_or(LISTS_UNAVAILABLE)?;
+        let mailed = async {
+            if hop.in_transaction {
+                hop.command(b"RSET\r\n", patience::COURTESY).await?;
+                hop.in_transaction = false;
+            }
+            let refusal = match unsupported(params, &hop.offered) {
+                Some(local) => OwnedReply::from_reply(&local),
+                None => {
+                    let reply = mail(hop, from, params).await?;
+                    if reply.code == 250 {
+                        return Ok(ListsMail::Accepted);
+                    }
+                    reply
+                }
+            };
+            let bare = mail(hop, from, &MailParams::default()).await?;
+            if bare.code != 250 {
+                return Err(io::Error::other(format!(
+                    "a bare MAIL answered with {}",
+                    bare.code
+                )));
+            }
+            Ok(ListsMail::Refused(refusal))
+        }
+        .await;
+        mailed.map_err(|error| {
+            self.lists.lost(&error);
+            LISTS_UNAVAILABLE
+        })
+    }
     /// Relays `to`, passing the relay this transaction's MAIL first.
     async fn relay_rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
         if !self.relay_mailed {
@@ -154,7 +207,7 @@ impl Handler for MailmanProxy {
     async fn mail(&mut self, _: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
         self.sender = Some((from.to_owned(), *params));
         self.route = None;
-        self.lists_mailed = None;
+        self.lists_mail = ListsMail::Unsent;
         self.relay_mailed = false;
         Verdict::Accept
     }
@@ -165,11 +218,15 @@ impl Handler for MailmanProxy {
         }
         match self.ask_lists(to).await {
             Err(reply) => Verdict::Reply(reply),
-            Ok(Listed::Yes) if self.route == Some(Route::Relay) => Verdict::Reply(ONE_PLACE),
-            Ok(Listed::Yes) => {
-                self.route = Some(Route::List);
-                self.lists.verdict(Ok(()))
-            }
+            Ok(Listed::Yes) => match &self.lists_mail {
+                // A list, but Mailman cannot take this message.
+                ListsMail::Refused(refusal) => Verdict::Reply(refusal.as_reply()),
+                _ if self.route == Some(Route::Relay) => Verdict::Reply(ONE_PLACE),
+                _ => {
+                    self.route = Some(Route::List);
+                    self.lists.verdict(Ok(()))
+                }
+            },
             Ok(Listed::No) => self.relay_rcpt(cx, to).await,
             Ok(Listed::Other) => self.lists.verdict(Ok(())),
         }

@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use smtpd_core::client::{write_mail, write_rcpt};
+use smtpd_core::client::{write_mail, write_rcpt, ServerExtensions};
 use smtpd_core::handler::{AbortReason, Body, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
@@ -35,6 +35,20 @@ const NO_8BITMIME: Reply<'static> = Reply::new(
     (5, 6, 3),
     "Error: the next hop does not accept 8-bit content",
 );
+
+/// The refusal of a MAIL with `params` by a next hop that does not offer what they need.
+pub(super) fn unsupported(
+    params: &MailParams,
+    offered: &ServerExtensions,
+) -> Option<Reply<'static>> {
+    if params.smtputf8 && !offered.smtputf8 {
+        return Some(NO_SMTPUTF8);
+    }
+    if params.body != Body::SevenBit && !offered.eight_bit_mime {
+        return Some(NO_8BITMIME);
+    }
+    None
+}
 
 /// One client connection's relay.
 #[derive(Debug)]
@@ -80,11 +94,8 @@ impl PureProxy {
             .as_ref()
             .map(|hop| hop.offered)
             .unwrap_or_default();
-        if params.smtputf8 && !offered.smtputf8 {
-            return Err(NO_SMTPUTF8);
-        }
-        if params.body != Body::SevenBit && !offered.eight_bit_mime {
-            return Err(NO_8BITMIME);
+        if let Some(refusal) = unsupported(params, &offered) {
+            return Err(refusal);
         }
         let mut line = String::new();
         let _ = write_mail(&mut line, from, params, &offered);

@@ -253,6 +253,37 @@ impl Drop for Server {
 }
 
 /// Polls until `addr` accepts a TCP connection (the connection is closed again at once).
+/// A server for `sessions.len()` connections, one after the other: each is greeted, then
+/// each command line answered with the next of its replies, and closed after the last.
+/// Returns its address and the command lines of each session.
+pub fn scripted_server(
+    sessions: &'static [&'static [&'static str]],
+) -> (String, thread::JoinHandle<Vec<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let script = thread::spawn(move || {
+        let mut commands = Vec::new();
+        for replies in sessions {
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            writer.write_all(b"220 scripted ESMTP\r\n").unwrap();
+            let mut lines = Vec::new();
+            for reply in *replies {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                lines.push(line.trim_end().to_owned());
+                writer.write_all(reply.as_bytes()).unwrap();
+            }
+            commands.push(lines);
+        }
+        commands
+    });
+    (addr, script)
+}
+
 pub fn wait_until_accepts(addr: SocketAddr, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
