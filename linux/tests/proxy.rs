@@ -369,6 +369,42 @@ fn a_malformed_upstream_reply_loses_the_transaction() {
     assert_eq!(script.join().unwrap()[0].len(), 2);
 }
 
+#[test]
+fn the_client_s_221_does_not_wait_for_the_upstream_s() {
+    // An upstream that never answers QUIT: the relay waits up to 5 s for it, on the side.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        writer.write_all(b"220 slow ESMTP\r\n").unwrap();
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
+            if !line.starts_with("QUIT") {
+                writer.write_all(b"250 ok\r\n").unwrap();
+            }
+            lines.push(std::mem::take(&mut line).trim_end().to_owned());
+        }
+        lines
+    });
+    let relay = Server::relay(&addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    let quit = Instant::now();
+    client.expect("QUIT", "221 ");
+    assert!(
+        quit.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        quit.elapsed()
+    );
+    // The upstream got its QUIT all the same.
+    let lines = upstream.join().unwrap();
+    assert_eq!(lines.last().map(String::as_str), Some("QUIT"), "{lines:?}");
+}
+
 /// The name the relay gives in EHLO: its greeting's.
 fn relay_hostname(relay: &Server) -> String {
     let greeting = Client::connect(relay.addr).reply();

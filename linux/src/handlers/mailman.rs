@@ -270,6 +270,6 @@ impl Handler for MailmanProxy {
 
     async fn quit(&mut self, cx: &Context<'_>) {
         self.relay.quit(cx).await;
-        self.lists.quit().await;
+        self.lists.quit();
     }
 }

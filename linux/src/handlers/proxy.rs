@@ -152,6 +152,6 @@ impl Handler for PureProxy {
     }
 
     async fn quit(&mut self, _: &Context<'_>) {
-        self.relay.quit().await;
+        self.relay.quit();
     }
 }

@@ -157,9 +157,14 @@ impl Relay {
         self.message.pending.clear();
     }
 
-    pub(super) async fn quit(&mut self) {
+    /// Ends the session with QUIT. Its answer is awaited on the side, so the client's `221`
+    /// does not wait for it.
+    pub(super) fn quit(&mut self) {
         if let Some(mut hop) = self.hop.take() {
-            let _ = hop.command(b"QUIT\r\n", patience::COURTESY).await;
+            compio::runtime::spawn(async move {
+                let _ = hop.command(b"QUIT\r\n", patience::COURTESY).await;
+            })
+            .detach();
         }
     }
 }
