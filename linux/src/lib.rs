@@ -19,6 +19,7 @@ mod alarm;
 mod arena;
 pub mod cli;
 pub mod connection;
+mod date;
 pub mod handlers;
 mod inbox;
 pub mod logging;

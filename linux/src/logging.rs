@@ -16,6 +16,8 @@ use tracing::Level;
 use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
+use crate::date::civil_from_days;
+
 /// Wraps a handler, logging each message with peer, sender, recipients, size, outcome and
 /// duration. All hooks are delegated unchanged.
 pub struct Logged<H> {
@@ -445,25 +447,6 @@ impl Stamp {
         push_decimal(text, since.subsec_micros().into(), 6);
         text.push('Z');
     }
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

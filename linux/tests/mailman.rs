@@ -191,13 +191,20 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
         relayed.rcpt_to,
         ["other@example.net", "ant-bogus@example.com"]
     );
+    let relayed = text(&relayed.content);
+    let (trace, content) = relayed.split_once(" +0000\r\n").unwrap();
+    assert!(
+        trace.starts_with("Received: from client.example ([127.0.0.1])\r\n\tby "),
+        "{trace}"
+    );
     assert_eq!(
-        text(&relayed.content),
+        content,
         "Subject: relayed\r\nX-Peer: 127.0.0.1\r\n\r\nhello other\r\n"
     );
     let mixed = wait_for(&smtp, "x@example.net", "");
     assert_eq!(mixed.rcpt_to, ["x@example.net"]);
     let utf8 = wait_for(&smtp, "utf@example.net", "");
+    assert!(text(&utf8.content).contains(" with UTF8SMTP; "));
     assert!(text(&utf8.content).contains("utf8 relayed"));
 }
 

@@ -16,6 +16,32 @@ fn delivered(upstream: &Server, count: usize) -> Vec<Delivered> {
     upstream.wait_delivered(count, Duration::from_secs(5))
 }
 
+/// The relay's trace line at the top of a relayed message (RFC 5321 4.4), checked; returns
+/// its first line and the content after it.
+fn relayed(message: &Delivered) -> (&str, &[u8]) {
+    let content = &message.content;
+    let first = content.windows(2).position(|w| w == b"\r\n").unwrap();
+    let end = first
+        + 2
+        + content[first + 2..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap();
+    let trace = std::str::from_utf8(&content[..end]).unwrap();
+    let (from, by) = trace
+        .split_once("\r\n\tby ")
+        .unwrap_or_else(|| panic!("{trace}"));
+    let (host, date) = by
+        .split_once(" (smtpd-rs) with ESMTP; ")
+        .unwrap_or_else(|| panic!("{trace}"));
+    assert!(
+        from.starts_with("Received: from ") && from.ends_with(" ([127.0.0.1])"),
+        "{trace}"
+    );
+    assert!(!host.is_empty() && date.ends_with(" +0000"), "{trace}");
+    (from, &content[end + 2..])
+}
+
 /// `content` as the upstream stores it: `X-Peer` added before the first empty line.
 fn with_peer(content: &[u8]) -> Vec<u8> {
     let at = content
@@ -66,14 +92,19 @@ fn smtplib_through_the_relay_into_our_own_server() {
     let find = |from: &str| messages.iter().find(|m| m.mail_from == from).unwrap();
     let first = find("a@b.example");
     assert_eq!(first.rcpt_to, ["x@y.example", "w@y.example"]);
+    let (trace, content) = relayed(first);
+    assert_eq!(trace, "Received: from client.example ([127.0.0.1])");
     assert_eq!(
-        first.content,
+        content,
         with_peer(b"Subject: hi\r\n\r\n.dot\r\n..two\r\n.\r\nend\r\n")
     );
     // No empty line: `X-Peer` goes last, as in Python.
-    assert_eq!(find("").content, b"no header end\r\nX-Peer: 127.0.0.1\r\n");
+    assert_eq!(
+        relayed(find("")).1,
+        b"no header end\r\nX-Peer: 127.0.0.1\r\n"
+    );
     assert!(
-        find("b@b.example").content == with_peer(&big),
+        relayed(find("b@b.example")).1 == with_peer(&big),
         "1.3 MB message changed"
     );
     // One upstream session carried all three messages, and ended with the client's.
@@ -116,7 +147,7 @@ fn upstream_refusals_reach_the_client_unchanged() {
     let messages = delivered(&upstream, 1);
     assert_eq!(messages.len(), 1);
     assert_eq!(
-        messages[0].content,
+        relayed(&messages[0]).1,
         with_peer(b"Subject: fits\r\n\r\nok\r\n")
     );
 }
@@ -170,7 +201,7 @@ fn content_reaches_the_upstream_while_the_client_pauses() {
     let messages = delivered(&upstream, 1);
     assert_eq!(messages.len(), 1, "upstream: {}", upstream.stderr.text());
     assert_eq!(
-        messages[0].content,
+        relayed(&messages[0]).1,
         with_peer(b"Subject: slow\r\n\r\none\r\ntwo\r\n")
     );
 }

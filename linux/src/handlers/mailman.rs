@@ -234,7 +234,7 @@ impl Handler for MailmanProxy {
 
     async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         match self.route {
-            Some(Route::List) => self.lists.data_start().await,
+            Some(Route::List) => self.lists.data_start(cx).await,
             _ => self.relay.data_start(cx).await,
         }
     }

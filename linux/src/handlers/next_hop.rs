@@ -72,12 +72,14 @@ impl Outgoing {
         }
     }
 
-    /// Readies for a new message, keeping the buffers.
-    pub(super) fn start(&mut self) {
+    /// Readies for a new message that starts with `trace` (a header line with its CRLF),
+    /// keeping the buffers.
+    pub(super) fn start(&mut self, trace: &str) {
         self.pending.clear();
         self.stuffer = DotStuffer::default();
         self.past_headers = self.added.is_empty();
         self.mid_line = false;
+        self.stuff(trace.as_bytes());
     }
 
     pub(super) fn encode(&mut self, chunk: &[u8]) {
@@ -194,13 +196,9 @@ impl NextHop {
         self.reply(patience).await
     }
 
-    /// Sends DATA for `message`: `Ok(None)` when the next hop waits for the content (354),
-    /// `Ok(Some(reply))` when it refused; an error when it failed or answered otherwise.
-    pub(super) async fn start_data(
-        &mut self,
-        message: &mut Outgoing,
-    ) -> io::Result<Option<OwnedReply>> {
-        message.start();
+    /// Sends DATA: `Ok(None)` when the next hop waits for the content (354), `Ok(Some(reply))`
+    /// when it refused; an error when it failed or answered otherwise.
+    pub(super) async fn start_data(&mut self) -> io::Result<Option<OwnedReply>> {
         let reply = self.command(b"DATA\r\n", patience::DATA_INIT).await?;
         match reply.code {
             354 => Ok(None),

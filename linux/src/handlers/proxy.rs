@@ -131,8 +131,8 @@ impl Handler for PureProxy {
         self.relay.verdict(exchanged)
     }
 
-    async fn data_start(&mut self, _: &Context<'_>) -> Verdict<'_> {
-        self.relay.data_start().await
+    async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
+        self.relay.data_start(cx).await
     }
 
     async fn data_chunk(&mut self, _: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {

@@ -6,14 +6,17 @@
 //! `451`, since only this server may end its client's session. A message whose relay is
 //! dropped ends the session without the final dot, so the next hop discards it.
 
+use std::fmt::Write as _;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use smtpd_core::handler::{AbortReason, Verdict};
+use smtpd_core::handler::{AbortReason, Context, Verdict};
 use smtpd_core::Reply;
 
 use super::next_hop::{patience, NextHop, Outgoing, Protocol, Upstream};
+use crate::date::rfc5322;
 use crate::message::OwnedReply;
 
 /// The session with the next hop was lost (or there is none mid-transaction).
@@ -100,11 +103,12 @@ impl Relay {
         LOST
     }
 
-    pub(super) async fn data_start(&mut self) -> Verdict<'_> {
+    pub(super) async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         let Some(hop) = self.hop.as_mut() else {
             return Verdict::Reply(LOST);
         };
-        match hop.start_data(&mut self.message).await {
+        self.message.start(&received(cx, SystemTime::now()));
+        match hop.start_data().await {
             // The core's own 354 (or, for BDAT, its 250s): the client's dialogue is its own.
             Ok(None) => Verdict::Accept,
             Ok(Some(refusal)) => {
@@ -167,4 +171,39 @@ impl Relay {
             .detach();
         }
     }
+}
+
+/// The trace line a relay puts first in the content (RFC 5321 4.4), e.g.
+/// `Received: from client.example ([192.0.2.1]) by mx.example.org (smtpd-rs) with ESMTP;
+/// Sun, 29 Nov 2026 05:30:00 +0000`. The protocol is `SMTP`, `ESMTP` or, with SMTPUTF8,
+/// `UTF8SMTP` (RFC 6531 3.7.3).
+fn received(cx: &Context<'_>, now: SystemTime) -> String {
+    let mut line = String::from("Received: from ");
+    // The client's own name for itself, in printable ASCII but for comment parentheses.
+    let helo = cx.seen_greeting.unwrap_or("unknown");
+    line.extend(helo.chars().map(|c| match c {
+        '!'..='~' if c != '(' && c != ')' => c,
+        _ => '?',
+    }));
+    match cx.peer.map(|peer| peer.ip().to_canonical()) {
+        Some(IpAddr::V4(ip)) => {
+            let _ = write!(line, " ([{ip}])");
+        }
+        Some(IpAddr::V6(ip)) => {
+            let _ = write!(line, " ([IPv6:{ip}])");
+        }
+        None => {}
+    }
+    let protocol = match (cx.mail_params.smtputf8, cx.extended_smtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    };
+    let _ = write!(
+        line,
+        "\r\n\tby {} (smtpd-rs) with {protocol}; {}\r\n",
+        cx.fqdn,
+        rfc5322(now)
+    );
+    line
 }
