@@ -11,6 +11,7 @@
 //! the inbox's few buffers, then TCP flow control holds that peer back, and no connection
 //! can take receive memory from the others.
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -112,7 +113,7 @@ async fn converse<H: Handler>(
     let mut input: Vec<u8> = Vec::new();
     // Only used for replies the socket does not take at once.
     let mut output: Vec<u8> = Vec::new();
-    let mut grace_until: Option<StdInstant> = None;
+    let grace_until: Cell<Option<StdInstant>> = Cell::new(None);
     let mut outcome = Outcome::Closed;
     // A peer may leave replies unread as long as it may stay silent (RFC 5321 gives no
     // write timeout; Postfix uses its command timeout too), and not past the grace period.
@@ -122,9 +123,14 @@ async fn converse<H: Handler>(
         alarm,
         patience: shared.config.timeouts.command,
     };
+    let work = Work {
+        alarm,
+        grace: shared.grace,
+        grace_until: &grace_until,
+    };
     session.handle_input(&[], clock.now()).await;
     loop {
-        match replies.write(session, output, grace_until).await {
+        match replies.write(session, output, grace_until.get()).await {
             Ok(buffer) => output = buffer,
             Err(()) => {
                 session.handle_disconnect().await;
@@ -136,20 +142,25 @@ async fn converse<H: Handler>(
         }
         if !input.is_empty() {
             // The core consumes more once its output is flushed (channel::receive).
-            let used = session.handle_input(&input, clock.now()).await;
+            let Some(used) = work
+                .until_stopped(session.handle_input(&input, clock.now()))
+                .await
+            else {
+                return work.stop(session, &replies, output).await;
+            };
             input.drain(..used);
             if used > 0 || !session.output().is_empty() {
                 continue;
             }
         }
-        if grace_until.is_some() && session.is_idle() {
+        if grace_until.get().is_some() && session.is_idle() {
             session.handle_shutdown().await;
             outcome = Outcome::Shutdown;
             continue;
         }
         let chunk = loop {
             let session_deadline = session.poll_timeout().map(|at| clock.instant(at));
-            alarm.set(match (session_deadline, grace_until) {
+            alarm.set(match (session_deadline, grace_until.get()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             });
@@ -160,7 +171,7 @@ async fn converse<H: Handler>(
                 if alarm.poll_fired(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
                 }
-                if grace_until.is_none() && alarm.poll_stop(cx).is_ready() {
+                if grace_until.get().is_none() && alarm.poll_stop(cx).is_ready() {
                     return Poll::Ready(Wake::Shutdown);
                 }
                 Poll::Pending
@@ -169,7 +180,10 @@ async fn converse<H: Handler>(
             match wake {
                 Wake::Received(received) => break received,
                 Wake::Timer => {
-                    if grace_until.is_some_and(|grace| grace <= StdInstant::now()) {
+                    if grace_until
+                        .get()
+                        .is_some_and(|grace| grace <= StdInstant::now())
+                    {
                         session.handle_shutdown().await;
                         outcome = Outcome::Shutdown;
                     } else {
@@ -180,7 +194,7 @@ async fn converse<H: Handler>(
                     }
                 }
                 Wake::Shutdown => {
-                    grace_until = Some(StdInstant::now() + shared.grace);
+                    grace_until.set(Some(StdInstant::now() + shared.grace));
                     if session.is_idle() {
                         session.handle_shutdown().await;
                         outcome = Outcome::Shutdown;
@@ -189,7 +203,7 @@ async fn converse<H: Handler>(
             }
             if session.is_closed() {
                 // Nothing more is wanted: the reply goes out, then the connection closes.
-                let _ = replies.write(session, output, grace_until).await;
+                let _ = replies.write(session, output, grace_until.get()).await;
                 return outcome;
             }
         };
@@ -199,16 +213,74 @@ async fn converse<H: Handler>(
         };
         let received = inbox.data(&chunk);
         tracing::debug!(%peer, "received {}", Traffic(received));
-        if input.is_empty() {
+        let handled = if input.is_empty() {
             // The common case: the core reads straight from the inbox.
-            let used = session.handle_input(received, clock.now()).await;
-            input.extend_from_slice(&received[used..]);
+            let used = work
+                .until_stopped(session.handle_input(received, clock.now()))
+                .await;
+            used.map(|used| input.extend_from_slice(&received[used..]))
         } else {
             input.extend_from_slice(received);
-            let used = session.handle_input(&input, clock.now()).await;
-            input.drain(..used);
-        }
+            let used = work
+                .until_stopped(session.handle_input(&input, clock.now()))
+                .await;
+            used.map(|used| drop(input.drain(..used)))
+        };
         inbox.give_back(chunk);
+        if handled.is_none() {
+            return work.stop(session, &replies, output).await;
+        }
+    }
+}
+
+/// A session's handler at work, and the shutdown that may end the wait for it.
+struct Work<'a> {
+    alarm: &'a Alarm,
+    grace: Duration,
+    /// When the grace period of a shutdown ends (the server is stopping).
+    grace_until: &'a Cell<Option<StdInstant>>,
+}
+
+impl Work<'_> {
+    /// Awaits the handler's `work`; `None` when a shutdown's grace period ended first. The
+    /// work is then dropped, and the session must be ended with [`stop`](Self::stop).
+    async fn until_stopped<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            if let Poll::Ready(done) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(done));
+            }
+            if self.grace_until.get().is_none() && self.alarm.poll_stop(cx).is_ready() {
+                let until = StdInstant::now() + self.grace;
+                self.grace_until.set(Some(until));
+                self.alarm.set(Some(until));
+            }
+            let Some(until) = self.grace_until.get() else {
+                return Poll::Pending;
+            };
+            loop {
+                match self.alarm.poll_fired(cx) {
+                    Poll::Ready(()) if StdInstant::now() >= until => return Poll::Ready(None),
+                    // An earlier deadline's: polling again waits for the grace period's.
+                    Poll::Ready(()) => continue,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Ends a session whose handler was still at work when the grace period ended: `421`
+    /// (RFC 5321 3.8), as for the others.
+    async fn stop<H: Handler>(
+        &self,
+        session: &mut ServerSession<H>,
+        replies: &Replies<'_>,
+        output: Vec<u8>,
+    ) -> Outcome {
+        session.handle_shutdown().await;
+        let _ = replies.write(session, output, self.grace_until.get()).await;
+        Outcome::Shutdown
     }
 }
 

@@ -400,11 +400,11 @@ fn a_malformed_upstream_reply_loses_the_transaction() {
     assert_eq!(script.join().unwrap()[0].len(), 2);
 }
 
-#[test]
-fn the_client_s_221_does_not_wait_for_the_upstream_s() {
-    // An upstream that never answers QUIT: the relay waits up to 5 s for it, on the side.
+/// An upstream for one connection that answers its first `answered` lines (EHLO...) with
+/// `250`, then reads on without answering; returns its address and the lines it got.
+fn upstream_falling_silent(answered: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
     let upstream = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let mut writer = stream.try_clone().unwrap();
@@ -413,14 +413,21 @@ fn the_client_s_221_does_not_wait_for_the_upstream_s() {
         let mut lines = Vec::new();
         let mut line = String::new();
         while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
-            if !line.starts_with("QUIT") {
+            if lines.len() < answered {
                 writer.write_all(b"250 ok\r\n").unwrap();
             }
             lines.push(std::mem::take(&mut line).trim_end().to_owned());
         }
         lines
     });
-    let relay = Server::relay(&addr.to_string(), &[]);
+    (addr, upstream)
+}
+
+#[test]
+fn the_client_s_221_does_not_wait_for_the_upstream_s() {
+    // An upstream that never answers QUIT: the relay waits up to 5 s for it, on the side.
+    let (addr, upstream) = upstream_falling_silent(2);
+    let relay = Server::relay(&addr, &[]);
     let mut client = relay.client();
     client.expect("EHLO client.example", "250");
     client.expect("MAIL FROM:<a@b.example>", "250 ");
@@ -434,6 +441,35 @@ fn the_client_s_221_does_not_wait_for_the_upstream_s() {
     // The upstream got its QUIT all the same.
     let lines = upstream.join().unwrap();
     assert_eq!(lines.last().map(String::as_str), Some("QUIT"), "{lines:?}");
+}
+
+#[test]
+fn shutdown_ends_a_session_waiting_on_its_upstream_with_421() {
+    let (addr, upstream) = upstream_falling_silent(2);
+    let mut relay = Server::relay(&addr, &["--shutdown-grace", "1"]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.send(b"RCPT TO:<x@y.example>\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    relay.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    client.set_read_timeout(Duration::from_secs(10));
+    let reply = client.reply();
+    assert!(reply.starts_with("421 4.3.2 "), "{reply:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let status = relay
+        .wait_exit(Duration::from_secs(5))
+        .expect("smtpd did not exit");
+    assert_eq!(status.code(), Some(0), "{}", relay.stderr.text());
+    assert_eq!(
+        upstream.join().unwrap().last().unwrap(),
+        "RCPT TO:<x@y.example>"
+    );
 }
 
 /// The name the relay gives in EHLO: its greeting's.
