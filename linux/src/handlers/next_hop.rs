@@ -292,7 +292,7 @@ mod tests {
     /// What goes out for `content` given in pieces of `step` octets.
     fn outgoing(content: &[u8], step: usize) -> Vec<u8> {
         let mut message = Outgoing::adding("X-Peer: ::1\r\n".into());
-        message.start();
+        message.start("");
         for piece in content.chunks(step) {
             message.encode(piece);
         }
@@ -301,12 +301,15 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_added_when_there_is_nothing_to_add() {
+    fn the_trace_goes_first_and_nothing_else_without_a_line_to_add() {
         let mut message = Outgoing::default();
-        message.start();
+        message.start("Received: from x\r\n");
         message.encode(b"A: 1\r\n\r\n.b");
         message.finish();
-        assert_eq!(message.pending, b"A: 1\r\n\r\n..b\r\n.\r\n");
+        assert_eq!(
+            message.pending,
+            b"Received: from x\r\nA: 1\r\n\r\n..b\r\n.\r\n"
+        );
     }
 
     #[test]
