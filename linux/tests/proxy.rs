@@ -207,6 +207,28 @@ fn content_reaches_the_upstream_while_the_client_pauses() {
 }
 
 #[test]
+fn a_message_with_too_many_hops_is_refused_as_a_loop() {
+    let upstream = Server::maildir(&[]);
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let mut client = relay.client();
+    let hops = |n: usize| {
+        let mut content = "Received: from a by b; Sun, 29 Nov 2026 05:30:00 +0000\r\n".repeat(n);
+        content.push_str("Subject: loop\r\n\r\nReceived: in the body\r\n");
+        content
+    };
+    client.envelope("a@b.example", &["x@y.example"]);
+    let reply = client.data(hops(101).as_bytes());
+    assert!(reply.starts_with("554 5.4.6 "), "{reply}");
+    client.envelope("a@b.example", &["x@y.example"]);
+    let reply = client.data(hops(100).as_bytes());
+    assert!(reply.starts_with("250 "), "{reply}");
+    // The refused message went first: had it reached the upstream, it would be there by now.
+    let messages = delivered(&upstream, 1);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(relayed(&messages[0]).1, with_peer(hops(100).as_bytes()));
+}
+
+#[test]
 fn bare_line_ends_cannot_smuggle_a_message_through_the_relay() {
     let upstream = Server::maildir(&["--bare-newline", "allow"]);
     let relay = Server::relay(&upstream.addr.to_string(), &["--bare-newline", "allow"]);

@@ -49,7 +49,7 @@ pub(super) enum Protocol {
 const WRITE_SIZE: usize = 64 * 1024;
 
 /// The content on its way out: dot-stuffed, with a header line of ours (`X-Peer`) added at the
-/// end of the headers, if there is one.
+/// end of the headers, if there is one, and its `Received:` fields counted.
 #[derive(Debug, Default)]
 pub(super) struct Outgoing {
     /// Encoded, not yet written.
@@ -61,7 +61,15 @@ pub(super) struct Outgoing {
     past_headers: bool,
     /// The headers seen so far end inside a line.
     mid_line: bool,
+    /// `Received:` fields in the headers so far (RFC 5321 6.3: a mail loop shows as many).
+    pub(super) received: usize,
+    /// How many octets of the header line being read match `received:`; `u8::MAX` once one
+    /// does not.
+    matched: u8,
 }
+
+/// The field name counted by [`Outgoing::received`], lower-cased.
+const RECEIVED: &[u8] = b"received:";
 
 impl Outgoing {
     /// Content that gets `added` (a header line with its CRLF) at the end of its headers.
@@ -77,8 +85,9 @@ impl Outgoing {
     pub(super) fn start(&mut self, trace: &str) {
         self.pending.clear();
         self.stuffer = DotStuffer::default();
-        self.past_headers = self.added.is_empty();
+        self.past_headers = false;
         self.mid_line = false;
+        self.received = 0;
         self.stuff(trace.as_bytes());
     }
 
@@ -91,6 +100,19 @@ impl Outgoing {
                 if !self.mid_line && (byte == b'\r' || byte == b'\n') {
                     end = Some(i);
                     break;
+                }
+                if !self.mid_line {
+                    self.matched = 0;
+                }
+                if let Some(&want) = RECEIVED.get(usize::from(self.matched)) {
+                    self.matched = if byte.to_ascii_lowercase() == want {
+                        self.matched + 1
+                    } else {
+                        u8::MAX
+                    };
+                    if usize::from(self.matched) == RECEIVED.len() {
+                        self.received += 1;
+                    }
                 }
                 self.mid_line = byte != b'\n';
             }
@@ -310,6 +332,20 @@ mod tests {
             message.pending,
             b"Received: from x\r\nA: 1\r\n\r\n..b\r\n.\r\n"
         );
+    }
+
+    #[test]
+    fn received_fields_are_counted_in_any_pieces() {
+        let content = b"Received: a\r\nX: received: no\r\nRECEIVED:b\r\n folded\r\n\
+                        Received-SPF: no\r\nreceived:c\r\n\r\nReceived: in the body\r\n";
+        for step in 1..=content.len() {
+            let mut message = Outgoing::default();
+            message.start("Received: ours\r\n");
+            for piece in content.chunks(step) {
+                message.encode(piece);
+            }
+            assert_eq!(message.received, 3, "in pieces of {step}");
+        }
     }
 
     #[test]

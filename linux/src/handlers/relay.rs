@@ -23,6 +23,13 @@ use crate::message::OwnedReply;
 pub(super) const LOST: Reply<'static> =
     Reply::new(451, (4, 4, 2), "Error: connection to the next hop lost");
 
+/// More `Received:` fields than this make a message a mail loop's (RFC 5321 6.3: "at least
+/// 100").
+const MAX_HOPS: usize = 100;
+
+const TOO_MANY_HOPS: Reply<'static> =
+    Reply::new(554, (5, 4, 6), "Error: too many hops, a mail loop?");
+
 #[derive(Debug)]
 pub(super) struct Relay {
     pub(super) next: Arc<Upstream>,
@@ -119,8 +126,13 @@ impl Relay {
         }
     }
 
+    /// Passes `chunk` on; a message that has been through too many hops is refused (and then
+    /// dropped, as every refused message is).
     pub(super) async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply<'static>> {
         self.message.encode(chunk);
+        if self.message.received > MAX_HOPS {
+            return Err(TOO_MANY_HOPS);
+        }
         let Some(hop) = self.hop.as_mut() else {
             return Err(LOST);
         };
