@@ -494,6 +494,19 @@ fn shutdown_ends_a_session_waiting_on_its_upstream_with_421() {
     );
 }
 
+#[test]
+fn an_upstream_reply_nobody_asked_for_loses_the_transaction() {
+    // Two replies to MAIL: the second would otherwise pass for the answer to RCPT.
+    let (addr, script) =
+        scripted_server(&[&["250 scripted\r\n", "250 2.1.0 ok\r\n250 2.1.5 stale\r\n"]]);
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 2.1.0 ok");
+    client.expect("RCPT TO:<x@y.example>", "451 4.4.2");
+    assert_eq!(script.join().unwrap()[0].len(), 2);
+}
+
 /// The name the relay gives in EHLO: its greeting's.
 fn relay_hostname(relay: &Server) -> String {
     let greeting = Client::connect(relay.addr).reply();

@@ -213,6 +213,13 @@ impl NextHop {
         line: &[u8],
         patience: Duration,
     ) -> io::Result<OwnedReply> {
+        if !self.input.is_empty() {
+            // Every reply is asked for: one left over puts the next hop's replies out of step.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a reply nobody asked for",
+            ));
+        }
         let (sent, _) = self.send(line.to_vec(), patience).await;
         sent?;
         self.reply(patience).await
@@ -268,13 +275,7 @@ impl NextHop {
         compio::time::timeout(patience, async {
             loop {
                 let (used, reply) = self.replies.read(&self.input);
-                let reply = reply.map(|reply| {
-                    reply.map(|reply| OwnedReply {
-                        code: reply.code,
-                        enhanced: reply.enhanced,
-                        text: reply.text.to_owned(),
-                    })
-                });
+                let reply = reply.map(|reply| reply.map(|reply| OwnedReply::from_reply(&reply)));
                 self.input.drain(..used);
                 match reply {
                     Some(Ok(reply)) => return Ok(reply),
