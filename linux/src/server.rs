@@ -198,13 +198,38 @@ impl<F: HandlerFactory> Server<F> {
                 std::thread::Builder::new()
                     .name(format!("smtpd-{index}"))
                     .spawn(move || {
-                        // The runtime polls the future it blocks on at every wake-up; a
-                        // task is polled only when woken.
-                        let runtime = runtime()?;
-                        let worker = runtime.spawn(worker.run(listener));
-                        runtime
-                            .block_on(worker)
-                            .unwrap_or_else(|_| Err(io::Error::other("worker task failed")))
+                        let listening = listener.try_clone();
+                        let served = (|| {
+                            // The runtime polls the future it blocks on at every wake-up;
+                            // a task is polled only when woken.
+                            let runtime = runtime().map_err(|error| {
+                                io::Error::new(
+                                    error.kind(),
+                                    format!(
+                                        "cannot set up io_uring ({error}; is the locked memory \
+                                         limit, `ulimit -l`, too low for this many threads?)"
+                                    ),
+                                )
+                            })?;
+                            let worker = runtime.spawn(worker.run(listener));
+                            runtime
+                                .block_on(worker)
+                                .unwrap_or_else(|_| Err(io::Error::other("worker task failed")))
+                        })();
+                        if let Err(error) = &served {
+                            // Its listener (shared with the shutdown handle) would go on
+                            // taking connections that nobody accepts.
+                            if let Ok(listening) = &listening {
+                                let _ = socket2::SockRef::from(listening)
+                                    .shutdown(std::net::Shutdown::Both);
+                            }
+                            tracing::error!(
+                                thread = index,
+                                %error,
+                                "serving thread failed: the other threads take its connections"
+                            );
+                        }
+                        served
                     })
             })
             .collect::<io::Result<_>>()?;

@@ -801,3 +801,45 @@ fn shutdown_ends_even_when_a_handler_never_returns() {
     assert_between(stopped.elapsed(), 0.5, 4.0, "exit");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_thread_without_io_uring_leaves_its_connections_to_the_others() {
+    // Unprivileged, with 128 KiB of locked memory: one thread's io_uring fits, not four.
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    if unsafe { libc::geteuid() } != 0 || setpriv.is_err() {
+        eprintln!(
+            "skipped: needs root and setpriv, to run the server as nobody with `ulimit -l 128`"
+        );
+        return;
+    }
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let script = format!(
+        "ulimit -l 128 && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+         {BIN} -c Sink --threads 4 {addr}"
+    );
+    let mut server = Reaped(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = read_all(server.stderr.take().unwrap());
+    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    // Every connection is served: none is left in the queue of a thread that is gone.
+    for _ in 0..40 {
+        let mut client = Client::connect(addr);
+        client.set_read_timeout(Duration::from_secs(2));
+        assert!(client.reply().starts_with("220 "));
+        client.expect("QUIT", "221 ");
+    }
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    let log = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(
+        log.contains("serving thread failed") && log.contains("ulimit -l"),
+        "{log}"
+    );
+}
