@@ -658,7 +658,11 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
         let verb = match parsed {
             Ok(Command::Bdat { .. }) if !self.config.extensions.chunking => None,
             Ok(command) => command_verb(&command),
-            Err(CommandError::Syntax(verb) | CommandError::Address(verb, _)) => Some(verb),
+            Err(
+                CommandError::Syntax(verb)
+                | CommandError::Address(verb, _)
+                | CommandError::Parameters(verb),
+            ) => Some(verb),
             Err(_) => None,
         };
         if let Some(error) = verb.and_then(|verb| self.sequence_error(verb)) {
@@ -679,6 +683,9 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 } else {
                     self.bad_command(&reply)
                 }
+            }
+            Err(CommandError::Parameters(verb)) => {
+                self.bad_command(&replies::parameters_error(verb, extended))
             }
             Err(CommandError::Address(verb, error)) => self.bad_command(&match error {
                 AddressError::Syntax => replies::syntax_error(verb, extended),
@@ -717,10 +724,10 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 let written = Span::of(line, params.0);
                 let params = match self.mail_params(params) {
                     Ok(params) => params,
-                    Err(reply) => return self.reply(&reply),
+                    Err(reply) => return self.bad_command(&reply),
                 };
                 if from.utf8 && !params.smtputf8 {
-                    return self.reply(&replies::NEEDS_SMTPUTF8);
+                    return self.bad_command(&replies::NEEDS_SMTPUTF8);
                 }
                 self.raise(Pending::Mail {
                     from: Span::of(line, from.mailbox),
@@ -730,13 +737,13 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             }
             Command::Rcpt { to, params } => {
                 if !params.is_empty() {
-                    return self.reply(&replies::RCPT_PARAMS_UNKNOWN);
+                    return self.bad_command(&replies::RCPT_PARAMS_UNKNOWN);
                 }
                 if to.is_null() {
                     return self.bad_command(&replies::NULL_RECIPIENT);
                 }
                 if to.utf8 && !self.mail.smtputf8 {
-                    return self.reply(&replies::NEEDS_SMTPUTF8);
+                    return self.bad_command(&replies::NEEDS_SMTPUTF8);
                 }
                 if self.envelope.rcpt_count() >= self.config.limits.recipients
                     || !self.envelope.has_room_for(to.mailbox)
@@ -781,7 +788,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                     }
                 }
             },
-            Command::Expn(_) => self.reply(&replies::EXPN_NOT_IMPLEMENTED),
+            Command::Expn(_) => self.bad_command(&replies::EXPN_NOT_IMPLEMENTED),
             Command::Unknown { verb, arg } => self.unknown(line, verb, arg),
         }
     }
@@ -837,6 +844,10 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 self.reply(&Reply::new(214, (2, 0, 0), replies::syntax(verb, extended)))
             }
             topic => {
+                // An unknown topic is a bad command, like any syntax error.
+                if topic.is_some() && !self.count_bad_command() {
+                    return;
+                }
                 let code = if topic.is_none() { 214 } else { 501 };
                 let enhanced = if topic.is_none() {
                     (2, 0, 0)
@@ -865,7 +876,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
     /// Validates MAIL parameters against the enabled extensions (RFC 1870, 6152, 6531, 3030).
     fn mail_params(&self, params: Params<'_>) -> Result<MailParams, Reply<'static>> {
         let ext = self.config.extensions;
-        let syntax = replies::syntax_error(Verb::Mail, true);
+        let syntax = replies::parameters_error(Verb::Mail, true);
         let mut mail = MailParams::default();
         let (mut size_seen, mut body_seen, mut unknown) = (false, false, false);
         for param in params.iter() {

@@ -142,6 +142,8 @@ pub enum CommandError {
     Syntax(Verb),
     /// MAIL or RCPT with a malformed path.
     Address(Verb, AddressError),
+    /// MAIL or RCPT with malformed parameters.
+    Parameters(Verb),
 }
 
 impl<'a> Command<'a> {
@@ -244,7 +246,7 @@ fn path_argument<'a>(
     };
     let params = Params(params);
     if params.iter().any(|p| p.is_err()) {
-        return Err(CommandError::Syntax(verb));
+        return Err(CommandError::Parameters(verb));
     }
     Ok((path, params))
 }
@@ -421,7 +423,7 @@ mod tests {
         );
         assert_eq!(
             Command::parse("MAIL FROM:<a@b> =x"),
-            Err(CommandError::Syntax(Verb::Mail))
+            Err(CommandError::Parameters(Verb::Mail))
         );
         assert_eq!(
             Command::parse("MAIL FROM:<a@b"),

@@ -124,6 +124,12 @@ pub fn syntax_error(verb: Verb, extended: bool) -> Reply<'static> {
     Reply::new(501, syntax_code(verb), syntax(verb, extended))
 }
 
+/// The `501` reply to malformed MAIL or RCPT parameters: the verb's syntax, with the code
+/// for invalid arguments (RFC 3463 X.5.4), since the path was fine.
+pub fn parameters_error(verb: Verb, extended: bool) -> Reply<'static> {
+    Reply::new(501, (5, 5, 4), syntax(verb, extended))
+}
+
 /// Enhanced code of a syntax error for `verb`: bad sender / recipient address for MAIL and
 /// RCPT (RFC 3463 X.1.7, X.1.3), invalid arguments otherwise (X.5.4).
 pub fn syntax_code(verb: Verb) -> (u8, u16, u16) {

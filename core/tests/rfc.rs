@@ -581,7 +581,7 @@ fn mail_parameters_only_after_ehlo() {
     );
     assert_eq!(
         c.cmd("MAIL FROM:<a@b.example> =x"),
-        "501 5.1.7 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
+        "501 5.5.4 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
     );
     assert_eq!(
         c.cmd("MAIL FROM:<a@b.example> SIZE=10  BODY=7BIT SMTPUTF8"),
@@ -636,9 +636,9 @@ fn size_without_a_limit() {
 }
 
 #[test]
-fn bad_size_values_are_501() {
+fn bad_size_values_are_501_with_the_parameters_code() {
     let mut c = Client::ehlo();
-    let syntax = "501 5.1.7 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n";
+    let syntax = "501 5.5.4 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n";
     for bad in [
         "SIZE=abc", "SIZE=-1", "SIZE=1.5", "SIZE", "SIZE=", "SIZE=1x",
     ] {
@@ -672,7 +672,7 @@ fn size_parameter_is_understood_when_not_advertised() {
     );
     assert_eq!(
         c.cmd("MAIL FROM:<a@b.example> SIZE=ten"),
-        "501 5.1.7 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
+        "501 5.5.4 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
     );
 }
 
@@ -2084,6 +2084,35 @@ fn every_kind_of_bad_command_counts_but_sequence_errors_do_not() {
         "421 4.7.0 fqdn.example Error: too many bad commands, closing connection\r\n"
     );
     assert!(c.is_closed());
+}
+
+#[test]
+fn refused_parameters_topics_and_expn_count_as_bad_commands() {
+    let kinds = [
+        "MAIL FROM:<a@b.example> SIZE=999999999999",
+        "MAIL FROM:<a@b.example> FOO=BAR",
+        "MAIL FROM:<jörg@b.example>",
+        "HELP XYZZY",
+        "EXPN list",
+    ];
+    for kind in kinds {
+        let mut c = Client::ehlo();
+        for _ in 0..10 {
+            assert_eq!(c.cmd(kind).get(..1), Some("5"), "{kind}");
+        }
+        assert_eq!(c.cmd(kind).get(..3), Some("421"), "{kind}");
+        assert!(c.is_closed());
+    }
+    let mut c = Client::ehlo();
+    c.cmd("MAIL FROM:<a@b.example>");
+    for _ in 0..10 {
+        assert_eq!(
+            c.cmd("RCPT TO:<c@d.example> NOTIFY=NEVER").get(..3),
+            Some("555")
+        );
+    }
+    assert_eq!(c.cmd("RCPT TO:<c@d.example>").get(..3), Some("250"));
+    assert_eq!(c.cmd("RCPT TO:<c@d.example> X=Y").get(..3), Some("421"));
 }
 
 #[test]
