@@ -54,17 +54,17 @@ pub struct Args {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Connections beyond this get `421 4.3.2 Too many connections`.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>())]
     pub max_connections: usize,
     /// Recipients per message. 100 always fit, however long their addresses; beyond that,
     /// as many as the 28 KiB envelope holds (the rest get `452`, to be retried).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one::<usize>())]
     pub max_recipients: usize,
     /// Seconds to wait for a command (RFC 5321 4.5.3.2.7).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = at_least_one::<u64>())]
     pub command_timeout: u64,
     /// Seconds to wait for the next block of message data (RFC 5321 4.5.3.2.5).
-    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = at_least_one::<u64>())]
     pub data_timeout: u64,
     /// Longest text line of DATA content, CRLF included (RFC 5321 4.5.3.1.6 says 1000); a
     /// longer one gets `500` after the end of data [default, or 0: no limit, as in Python].
@@ -80,6 +80,13 @@ pub struct Args {
     pub shutdown_grace: u64,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A count or a number of seconds that must not be 0 (which would refuse every connection,
+/// recipient or command).
+fn at_least_one<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
+) -> clap::builder::RangedU64ValueParser<T> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// `--bare-newline` (Postfix's `smtpd_forbid_bare_newline`, whose default since 3.9 is

@@ -381,6 +381,22 @@ fn an_empty_host_listens_on_every_ipv4_interface() {
 }
 
 #[test]
+fn zero_for_a_limit_or_timeout_is_refused_at_startup() {
+    // 0 would refuse every connection, recipient or command, so it is a usage error.
+    for option in [
+        "--max-connections",
+        "--max-recipients",
+        "--command-timeout",
+        "--data-timeout",
+    ] {
+        let output = run(&[option, "0", "127.0.0.1:0"], Duration::from_secs(10));
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{option}: {stderr}");
+        assert!(stderr.contains(option), "{option}: {stderr}");
+    }
+}
+
+#[test]
 fn python_style_repeated_flags_are_accepted() {
     let server = Server::start(&["-n", "-n", "-c", "Sink", "-c", "Sink"]);
     let mut client = server.client();
