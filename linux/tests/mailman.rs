@@ -162,7 +162,7 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
          print(s.sendmail('member@example.org', ['x@example.net', 'ant@example.com'], b'Subject: mixed\\r\\n\\r\\nx\\r\\n'))\n\
          try: s.sendmail('member@example.org', ['ant@example.com'], b'Subject: utf8\\r\\n\\r\\nx\\r\\n', mail_options=['SMTPUTF8'])\n\
          except smtplib.SMTPRecipientsRefused as e: print(e.recipients)\n\
-         print(s.sendmail('member@example.org', ['utf@example.net'], b'Subject: utf8 relayed\\r\\n\\r\\ny\\r\\n', mail_options=['SMTPUTF8']))\n\
+         print(s.sendmail('späm@exämple.org', ['ütf@exämple.net'], b'Subject: utf8 relayed\\r\\n\\r\\ny\\r\\n', mail_options=['SMTPUTF8']))\n\
          s.quit()\n",
         &[&proxy.addr.port().to_string()],
     );
@@ -203,7 +203,8 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
     );
     let mixed = wait_for(&smtp, "x@example.net", "");
     assert_eq!(mixed.rcpt_to, ["x@example.net"]);
-    let utf8 = wait_for(&smtp, "utf@example.net", "");
+    let utf8 = wait_for(&smtp, "ütf@exämple.net", "");
+    assert_eq!(utf8.mail_from, "späm@exämple.org");
     assert!(text(&utf8.content).contains(" with UTF8SMTP; "));
     assert!(text(&utf8.content).contains("utf8 relayed"));
 }

@@ -124,6 +124,10 @@ impl MailmanProxy {
             };
         }
         let hop = self.lists.hop.as_mut().ok_or(LISTS_UNAVAILABLE)?;
+        if !to.is_ascii() && !hop.offered.smtputf8 {
+            // Mailman cannot even be given this address: it is no list of its.
+            return Ok(Listed::No);
+        }
         let mut line = String::new();
         let _ = write_rcpt(&mut line, to);
         let reply = match hop.command(line.as_bytes(), patience::COMMAND).await {
@@ -168,7 +172,9 @@ impl MailmanProxy {
                     reply
                 }
             };
-            let bare = mail(hop, from, &MailParams::default()).await?;
+            // The null reverse-path: what is asked is the recipients, and any sender address
+            // (a UTF-8 one too) would do.
+            let bare = mail(hop, "", &MailParams::default()).await?;
             if bare.code != 250 {
                 return Err(io::Error::other(format!(
                     "a bare MAIL answered with {}",
