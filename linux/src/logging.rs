@@ -379,12 +379,23 @@ impl Visit for Fields<'_> {
         self.0.push_str(if value { "true" } else { "false" });
     }
 
+    /// Values shown with `%` or `?` are written as they format, unless that could be read
+    /// as more than one value (a blank, a quote, `=`, a control character: a recipient like
+    /// `"a outcome=250"@b` must not forge a field); then they are quoted like strings.
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
         if field.name() == "message" {
             let _ = write!(self.0, " {value:?}");
-        } else {
-            self.key(field);
-            let _ = write!(self.0, "{value:?}");
+            return;
+        }
+        self.key(field);
+        let start = self.0.len();
+        let _ = write!(self.0, "{value:?}");
+        if self.0[start..]
+            .bytes()
+            .any(|b| matches!(b, b' ' | b'"' | b'=' | b'\\') || b.is_ascii_control())
+        {
+            let written = self.0.split_off(start);
+            push_quoted(self.0, &written);
         }
     }
 }
@@ -514,6 +525,8 @@ mod tests {
                 tracing::error!(from = odd, "x");
             }
             tracing::debug!(max = u64::MAX, zero = 0u64, "");
+            let forged = "\"a outcome=250\"@b";
+            tracing::info!(to = %forged, outcome = %"aborted: Disconnected", plain = %"a@b,c@d");
         });
         let expected = [
             r#"2026-11-28T19:00:05.000123Z  INFO smtpd_linux::logging::tests: message peer=[::1]:2525 from="a@b.example" size=1024 ms=0"#,
@@ -523,6 +536,7 @@ mod tests {
             r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="é""#,
             r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="\u{7f}\ttab""#,
             r#"2026-11-28T19:00:05.000123Z DEBUG smtpd_linux::logging::tests:  max=18446744073709551615 zero=0"#,
+            r#"2026-11-28T19:00:05.000123Z  INFO smtpd_linux::logging::tests: to="\"a outcome=250\"@b" outcome="aborted: Disconnected" plain=a@b,c@d"#,
         ];
         assert_eq!(lines.lock().unwrap().lines().collect::<Vec<_>>(), expected);
     }

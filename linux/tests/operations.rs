@@ -479,7 +479,7 @@ fn one_log_line_per_message_and_per_session() {
     for field in [
         "from=\"dave@example.org\"",
         "to=erin@example.net",
-        "outcome=aborted: TooBig",
+        "outcome=\"aborted: TooBig\"",
     ] {
         assert!(lines[1].contains(field), "{field} missing: {}", lines[1]);
     }
@@ -487,7 +487,7 @@ fn one_log_line_per_message_and_per_session() {
         "from=\"alice@example.org\"",
         "to=bob@example.net",
         "size=14",
-        "outcome=aborted: Disconnected",
+        "outcome=\"aborted: Disconnected\"",
     ] {
         assert!(lines[2].contains(field), "{field} missing: {}", lines[2]);
     }

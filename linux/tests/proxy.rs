@@ -178,7 +178,7 @@ fn a_client_vanishing_mid_message_delivers_nothing() {
     drop(client);
     // The relay drops its upstream session; the upstream discards the message.
     assert!(upstream.stderr.wait_for(Duration::from_secs(5), |log| {
-        log.contains("outcome=aborted: Disconnected")
+        log.contains("outcome=\"aborted: Disconnected\"")
     }));
     assert!(delivered(&upstream, 1).is_empty());
     assert!(upstream.files_in("tmp").is_empty());
