@@ -123,27 +123,22 @@ impl MailmanProxy {
                 mailed => mailed?,
             };
         }
-        let hop = self.lists.hop.as_mut().ok_or(LISTS_UNAVAILABLE)?;
+        let hop = self.lists.hop.as_ref().ok_or(LISTS_UNAVAILABLE)?;
         if !to.is_ascii() && !hop.offered.smtputf8 {
             // Mailman cannot even be given this address: it is no list of its.
             return Ok(Listed::No);
         }
         let mut line = String::new();
         let _ = write_rcpt(&mut line, to);
-        let reply = match hop.command(line.as_bytes(), patience::COMMAND).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                self.lists.lost(&error);
-                return Err(LISTS_UNAVAILABLE);
-            }
-        };
-        let listed = match reply.code {
+        self.lists
+            .exchange(&line, patience::COMMAND)
+            .await
+            .map_err(|_| LISTS_UNAVAILABLE)?;
+        Ok(match self.lists.reply.code {
             200..=299 => Listed::Yes,
             550 => Listed::No,
             _ => Listed::Other,
-        };
-        self.lists.keep(reply);
-        Ok(listed)
+        })
     }
 
     /// Passes this transaction's MAIL to Mailman (opening a session if there is none). If
@@ -158,10 +153,7 @@ impl MailmanProxy {
         }
         let hop = self.lists.hop.as_mut().ok_or(LISTS_UNAVAILABLE)?;
         let mailed = async {
-            if hop.in_transaction {
-                hop.command(b"RSET\r\n", patience::COURTESY).await?;
-                hop.in_transaction = false;
-            }
+            hop.ready_for_mail().await?;
             let refusal = match unsupported(params, &hop.offered) {
                 Some(local) => OwnedReply::from_reply(&local),
                 None => {

@@ -97,11 +97,11 @@ impl Outgoing {
             // The header section ends at the first empty line (RFC 5322 2.1).
             let mut end = None;
             for (i, &byte) in chunk.iter().enumerate() {
-                if !self.mid_line && (byte == b'\r' || byte == b'\n') {
-                    end = Some(i);
-                    break;
-                }
                 if !self.mid_line {
+                    if byte == b'\r' || byte == b'\n' {
+                        end = Some(i);
+                        break;
+                    }
                     self.matched = 0;
                 }
                 if let Some(&want) = RECEIVED.get(usize::from(self.matched)) {
@@ -225,6 +225,19 @@ impl NextHop {
         self.reply(patience).await
     }
 
+    /// Ends a transaction left open here (RSET), so that MAIL may follow; an error when the
+    /// next hop failed or refused.
+    pub(super) async fn ready_for_mail(&mut self) -> io::Result<()> {
+        if self.in_transaction {
+            let reply = self.command(b"RSET\r\n", patience::COURTESY).await?;
+            if reply.code != 250 {
+                return Err(refused("RSET", &reply));
+            }
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
     /// Sends DATA: `Ok(None)` when the next hop waits for the content (354), `Ok(Some(reply))`
     /// when it refused; an error when it failed or answered otherwise.
     pub(super) async fn start_data(&mut self) -> io::Result<Option<OwnedReply>> {
@@ -241,6 +254,10 @@ impl NextHop {
     pub(super) async fn end_data(&mut self, message: &mut Outgoing) -> io::Result<OwnedReply> {
         message.finish();
         self.flush(message, true).await?;
+        // Between messages a connection keeps only a small buffer.
+        if message.pending.capacity() > 2 * WRITE_SIZE {
+            message.pending = Vec::new();
+        }
         let reply = self.reply(patience::DATA_END).await?;
         self.in_transaction = false;
         Ok(reply)
@@ -254,10 +271,6 @@ impl NextHop {
         let pending = std::mem::take(&mut message.pending);
         let (result, mut pending) = self.send(pending, patience::DATA_BLOCK).await;
         pending.clear();
-        // Between messages a connection keeps only a small buffer.
-        if all && pending.capacity() > 2 * WRITE_SIZE {
-            pending = Vec::new();
-        }
         message.pending = pending;
         result
     }

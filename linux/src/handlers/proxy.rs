@@ -67,14 +67,8 @@ impl PureProxy {
     /// left open there), or a new one. Returns whether it is new.
     async fn ready_hop(&mut self) -> Result<bool, Reply<'static>> {
         if let Some(hop) = self.relay.hop.as_mut() {
-            if !hop.in_transaction {
+            if hop.ready_for_mail().await.is_ok() {
                 return Ok(false);
-            }
-            if let Ok(reply) = hop.command(b"RSET\r\n", patience::COURTESY).await {
-                if reply.code == 250 {
-                    hop.in_transaction = false;
-                    return Ok(false);
-                }
             }
         }
         self.relay.open(UNAVAILABLE).await.map(|()| true)

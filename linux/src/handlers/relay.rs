@@ -133,21 +133,21 @@ impl Relay {
         if self.message.received > MAX_HOPS {
             return Err(TOO_MANY_HOPS);
         }
-        let Some(hop) = self.hop.as_mut() else {
-            return Err(LOST);
-        };
-        hop.flush(&mut self.message, false)
-            .await
-            .map_err(|error| self.lost(&error))
+        self.flush(false).await
     }
 
     /// The client paused: what is pending goes out, so the next hop's data-block timer sees
     /// the content as it comes.
     pub(super) async fn data_pause(&mut self) -> Result<(), Reply<'static>> {
+        self.flush(true).await
+    }
+
+    /// Writes the pending content when `all`, or when a piece is full.
+    async fn flush(&mut self, all: bool) -> Result<(), Reply<'static>> {
         let Some(hop) = self.hop.as_mut() else {
             return Err(LOST);
         };
-        hop.flush(&mut self.message, true)
+        hop.flush(&mut self.message, all)
             .await
             .map_err(|error| self.lost(&error))
     }
