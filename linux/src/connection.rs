@@ -171,7 +171,7 @@ async fn converse<H: Handler>(
                 if alarm.poll_fired(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
                 }
-                if grace_until.get().is_none() && alarm.poll_stop(cx).is_ready() {
+                if work.poll_stop(cx).is_ready() {
                     return Poll::Ready(Wake::Shutdown);
                 }
                 Poll::Pending
@@ -180,10 +180,7 @@ async fn converse<H: Handler>(
             match wake {
                 Wake::Received(received) => break received,
                 Wake::Timer => {
-                    if grace_until
-                        .get()
-                        .is_some_and(|grace| grace <= StdInstant::now())
-                    {
+                    if work.grace_over() {
                         session.handle_shutdown().await;
                         outcome = Outcome::Shutdown;
                     } else {
@@ -194,7 +191,6 @@ async fn converse<H: Handler>(
                     }
                 }
                 Wake::Shutdown => {
-                    grace_until.set(Some(StdInstant::now() + shared.grace));
                     if session.is_idle() {
                         session.handle_shutdown().await;
                         outcome = Outcome::Shutdown;
@@ -250,17 +246,13 @@ impl Work<'_> {
             if let Poll::Ready(done) = work.as_mut().poll(cx) {
                 return Poll::Ready(Some(done));
             }
-            if self.grace_until.get().is_none() && self.alarm.poll_stop(cx).is_ready() {
-                let until = StdInstant::now() + self.grace;
-                self.grace_until.set(Some(until));
-                self.alarm.set(Some(until));
-            }
-            let Some(until) = self.grace_until.get() else {
+            let _ = self.poll_stop(cx);
+            if self.grace_until.get().is_none() {
                 return Poll::Pending;
-            };
+            }
             loop {
                 match self.alarm.poll_fired(cx) {
-                    Poll::Ready(()) if StdInstant::now() >= until => return Poll::Ready(None),
+                    Poll::Ready(()) if self.grace_over() => return Poll::Ready(None),
                     // An earlier deadline's: polling again waits for the grace period's.
                     Poll::Ready(()) => continue,
                     Poll::Pending => return Poll::Pending,
@@ -268,6 +260,25 @@ impl Work<'_> {
             }
         })
         .await
+    }
+
+    /// Ready once, when the server is first seen stopping: the grace period starts then,
+    /// and the alarm is set for its end.
+    fn poll_stop(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.grace_until.get().is_some() || self.alarm.poll_stop(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let until = StdInstant::now() + self.grace;
+        self.grace_until.set(Some(until));
+        self.alarm.set(Some(until));
+        Poll::Ready(())
+    }
+
+    /// The grace period of a shutdown has ended.
+    fn grace_over(&self) -> bool {
+        self.grace_until
+            .get()
+            .is_some_and(|until| until <= StdInstant::now())
     }
 
     /// Ends a session whose handler was still at work when the grace period ended: `421`

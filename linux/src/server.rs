@@ -199,23 +199,7 @@ impl<F: HandlerFactory> Server<F> {
                     .name(format!("smtpd-{index}"))
                     .spawn(move || {
                         let listening = listener.try_clone();
-                        let served = (|| {
-                            // The runtime polls the future it blocks on at every wake-up;
-                            // a task is polled only when woken.
-                            let runtime = runtime().map_err(|error| {
-                                io::Error::new(
-                                    error.kind(),
-                                    format!(
-                                        "cannot set up io_uring ({error}; is the locked memory \
-                                         limit, `ulimit -l`, too low for this many threads?)"
-                                    ),
-                                )
-                            })?;
-                            let worker = runtime.spawn(worker.run(listener));
-                            runtime
-                                .block_on(worker)
-                                .unwrap_or_else(|_| Err(io::Error::other("worker task failed")))
-                        })();
+                        let served = worker.serve(listener);
                         if let Err(error) = &served {
                             // Its listener (shared with the shutdown handle) would go on
                             // taking connections that nobody accepts.
@@ -255,6 +239,25 @@ struct Worker<F> {
 }
 
 impl<F: HandlerFactory> Worker<F> {
+    /// Runs this thread's io_uring runtime, serving `listener`'s connections until shut down.
+    fn serve(self, listener: std::net::TcpListener) -> io::Result<()> {
+        let runtime = runtime().map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot set up io_uring ({error}; is the locked memory limit, `ulimit -l`, \
+                     too low for this many threads?)"
+                ),
+            )
+        })?;
+        // The runtime polls the future it blocks on at every wake-up; a task is polled only
+        // when woken.
+        let worker = runtime.spawn(self.run(listener));
+        runtime
+            .block_on(worker)
+            .unwrap_or_else(|_| Err(io::Error::other("worker task failed")))
+    }
+
     async fn run(self, listener: std::net::TcpListener) -> io::Result<()> {
         let listener = TcpListener::from_std(listener)?;
         // What every connection of this thread shares.
