@@ -168,6 +168,8 @@ struct State<'c, const OUT: usize, A> {
     bdat_total: u64,
     failure: Option<Failure>,
     bad_commands: u32,
+    /// The greeting refused the session: only QUIT is served (RFC 5321 3.1).
+    refused: bool,
     deadline: Option<Instant>,
     /// Arm the timer at the next `receive` (a verdict was just given).
     rearm: bool,
@@ -207,6 +209,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 bdat_total: 0,
                 failure: None,
                 bad_commands: 0,
+                refused: false,
                 deadline: None,
                 rearm: true,
             },
@@ -665,6 +668,9 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             ) => Some(verb),
             Err(_) => None,
         };
+        if self.refused && !matches!(parsed, Ok(Command::Quit)) {
+            return self.bad_command(&replies::SESSION_REFUSED);
+        }
         if let Some(error) = verb.and_then(|verb| self.sequence_error(verb)) {
             if let Ok(Command::Bdat { size, .. }) = parsed {
                 self.mode = Mode::Discard { remaining: size };
@@ -945,15 +951,18 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
         let custom = match verdict {
             // A handler's reply, often passed on from another server, gets a default enhanced
             // code (RFC 2034 3); the greeting's is written as given, HELO/EHLO's without.
-            Verdict::Reply(reply) if matches!(pending, Pending::Connect) => Some(reply),
-            Verdict::Reply(reply) => Some(reply.with_default_enhanced()),
+            Verdict::Reply(reply) if matches!(pending, Pending::Connect) => {
+                Some(success_code(pending, reply))
+            }
+            Verdict::Reply(reply) => Some(success_code(pending, reply).with_default_enhanced()),
             Verdict::Accept => None,
         };
         match pending {
             Pending::Connect => match custom {
-                Some(reply) if reply.code != 220 => {
+                Some(reply) if !accepted => {
+                    // RFC 5321 3.1: after a 554 greeting, wait for QUIT (421 closes at once).
                     self.reply(&reply);
-                    self.close();
+                    self.refused = true;
                 }
                 Some(reply) => self.reply_plain(&reply),
                 None => {
@@ -1098,6 +1107,25 @@ fn take_octets(remaining: &mut u64, input: &[u8]) -> usize {
         .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
     *remaining -= take as u64;
     take
+}
+
+/// A handler's positive `reply` to `pending` with the code RFC 5321 4.3.2 gives that step's
+/// success: `220` greeting; `250` HELO/EHLO, MAIL and end of data; `250` or `251` RCPT. The
+/// handler accepted, so the client must read an acceptance the step allows (a `200` or `354`
+/// to RCPT reads as a refusal to most clients, though the recipient was taken). The DATA
+/// reply and replies to the handler's own commands are left alone.
+fn success_code(pending: Pending, reply: Reply<'_>) -> Reply<'_> {
+    let code = match pending {
+        _ if !reply.is_positive() => reply.code,
+        Pending::Connect => 220,
+        Pending::Hello { .. } | Pending::Mail { .. } | Pending::DataEnd => 250,
+        Pending::Rcpt { .. } if reply.code == 251 => 251,
+        Pending::Rcpt { .. } => 250,
+        Pending::DataStart { .. } | Pending::Rset | Pending::Quit | Pending::Unknown { .. } => {
+            reply.code
+        }
+    };
+    Reply { code, ..reply }
 }
 
 fn without_enhanced(reply: Reply<'_>) -> Reply<'_> {

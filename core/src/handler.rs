@@ -29,7 +29,10 @@ pub enum Verdict<'a> {
     /// Proceed with the core's default reply.
     Accept,
     /// Send this reply: a 2xx/3xx accepts with a custom text, a 4xx/5xx refuses, and `421`
-    /// also closes the session.
+    /// also closes the session. An accepting reply is sent with the code the step allows
+    /// (RFC 5321 4.3.2): `220` greeting, `250` HELO/EHLO, MAIL and end of data, `250`/`251`
+    /// RCPT (so a `200` to RCPT goes out as `250`); DATA's `354` keeps only a `354`'s text.
+    /// An enhanced code takes the reply's class.
     Reply(Reply<'a>),
 }
 
@@ -118,8 +121,9 @@ pub struct Context<'a> {
 
 /// The per-connection application logic. Every hook has an accepting default.
 pub trait Handler {
-    /// A client connected. Refusing sends the reply (e.g. `554`) and closes; a `220` reply
-    /// replaces the greeting.
+    /// A client connected. An accepting reply replaces the `220` greeting. `421` closes the
+    /// connection at once; any other refusal (`554`, RFC 5321 3.1) is the greeting, after
+    /// which every command but QUIT gets `503` (and counts as a bad command).
     async fn connect(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         let _ = cx;
         Verdict::Accept
@@ -167,6 +171,10 @@ pub trait Handler {
 
     /// The whole message was received: the final verdict. Answer 250 only once the message
     /// has been handed on.
+    ///
+    /// Like every hook, this may be cancelled (dropped while it waits) when the connection
+    /// is lost or the server's shutdown grace ends; the client then gets no `250`, so the
+    /// message is not acknowledged.
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         let _ = cx;
         Verdict::Accept

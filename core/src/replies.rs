@@ -28,6 +28,12 @@ pub const BARE_NEWLINE_IN_COMMAND: Reply =
 pub const SEND_HELO_FIRST: Reply = Reply::new(503, (5, 5, 1), "Error: send HELO first");
 pub const NESTED_MAIL: Reply = Reply::new(503, (5, 5, 1), "Error: nested MAIL command");
 pub const NEED_MAIL: Reply = Reply::new(503, (5, 5, 1), "Error: need MAIL command");
+/// RFC 5321 3.1: the greeting refused the session; anything but QUIT gets this.
+pub const SESSION_REFUSED: Reply = Reply::new(
+    503,
+    (5, 5, 1),
+    "Error: this session was refused, only QUIT is accepted",
+);
 pub const NEED_RCPT: Reply = Reply::new(503, (5, 5, 1), "Error: need RCPT command");
 /// RFC 3030 section 2: the envelope is complete once the message data has begun.
 pub const RCPT_AFTER_BDAT: Reply = Reply::new(

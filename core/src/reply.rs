@@ -5,10 +5,11 @@
 //! the channel's output buffer as `code SP [enhanced SP] text CRLF`, using `code-` for every
 //! line but the last (RFC 5321 4.2.1).
 //!
-//! Invariant: whatever the text holds, the bytes written are well-formed reply lines: control
-//! characters are replaced by `?`, each line is at most [`MAX_REPLY_LINE`] octets including
-//! CRLF (RFC 5321 4.5.3.1.5), and a reply that does not fit the buffer is cut at a line
-//! boundary, never in the middle of a line.
+//! Invariant: whatever the reply holds, the bytes written are well-formed reply lines: a code
+//! outside 2xx-5xx is sent as `451 4.3.0`, an enhanced code agrees with the reply code
+//! ([`EnhancedCode::for_reply`]), control characters are replaced by `?`, each line is at
+//! most [`MAX_REPLY_LINE`] octets including CRLF (RFC 5321 4.5.3.1.5), and a reply that does
+//! not fit the buffer is cut at a line boundary, never in the middle of a line.
 
 use core::fmt;
 
@@ -20,6 +21,22 @@ pub const MAX_REPLY_LINE: usize = 512;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct EnhancedCode(pub u8, pub u16, pub u16);
 
+impl EnhancedCode {
+    /// This code as it may follow the reply code `code`: with the reply's class (RFC 2034 4:
+    /// they must agree), and `class.0.0` if the subject or detail has more than three digits
+    /// (RFC 3463 2). None after a 3xx reply, which takes no enhanced code.
+    pub const fn for_reply(self, code: u16) -> Option<Self> {
+        let class = (code / 100) as u8;
+        match (class, self) {
+            (2 | 4 | 5, EnhancedCode(_, subject @ 0..=999, detail @ 0..=999)) => {
+                Some(EnhancedCode(class, subject, detail))
+            }
+            (2 | 4 | 5, _) => Some(EnhancedCode(class, 0, 0)),
+            _ => None,
+        }
+    }
+}
+
 /// One SMTP reply: code, optional enhanced code, text.
 ///
 /// The enhanced code is written only when the ENHANCEDSTATUSCODES extension is enabled; it is
@@ -29,7 +46,8 @@ pub struct EnhancedCode(pub u8, pub u16, pub u16);
 pub struct Reply<'a> {
     pub code: u16,
     pub enhanced: Option<EnhancedCode>,
-    /// Reply text; `\n` separates the lines of a multi-line reply.
+    /// Reply text; `\n` (or CRLF) separates the lines of a multi-line reply, and one at the
+    /// end is ignored.
     pub text: &'a str,
 }
 
@@ -90,13 +108,16 @@ impl<'b, const N: usize> ReplyWriter<'b, N> {
         ReplyWriter { out, enhanced }
     }
 
-    /// Writes `reply`, splitting its text into lines at `\n`.
+    /// Writes `reply`, splitting its text into lines at `\n` (a line's final CR and the
+    /// text's final newline are dropped).
     ///
     /// When the buffer cannot take every line, the last line that fits becomes the final line,
     /// so the output stays a complete reply.
     pub fn reply(&mut self, reply: &Reply<'_>) {
         let mut last_start = None;
-        for text in reply.text.split('\n') {
+        let text = reply.text.strip_suffix('\n').unwrap_or(reply.text);
+        for text in text.split('\n') {
+            let text = text.strip_suffix('\r').unwrap_or(text);
             let start = self.out.len();
             if !self.try_line(reply.code, reply.enhanced, |line| line.push_text(text)) {
                 break;
@@ -150,7 +171,7 @@ impl<'b, const N: usize> ReplyWriter<'b, N> {
     ) -> bool {
         // A code outside 2xx-5xx would not be a reply; report a local error instead.
         let (code, enhanced) = match code {
-            200..=599 => (code, enhanced),
+            200..=599 => (code, enhanced.and_then(|enhanced| enhanced.for_reply(code))),
             _ => (451, Some(EnhancedCode(4, 3, 0))),
         };
         let start = self.out.len();
@@ -325,6 +346,32 @@ mod tests {
             &encode(Reply::plain(1000, "odd"), false)[..],
             b"451 odd\r\n"
         );
+    }
+
+    #[test]
+    fn enhanced_codes_agree_with_the_reply_code() {
+        let mismatched = Reply::new(550, (2, 1, 5), "no");
+        assert_eq!(&encode(mismatched, true)[..], b"550 5.1.5 no\r\n");
+        let too_long = Reply::new(451, (4, 1000, 7), "later");
+        assert_eq!(&encode(too_long, true)[..], b"451 4.0.0 later\r\n");
+        let on_354 = Reply::new(354, (2, 0, 0), "go ahead");
+        assert_eq!(&encode(on_354, true)[..], b"354 go ahead\r\n");
+        let bad_class = Reply::new(250, (9, 9, 9), "fine");
+        assert_eq!(&encode(bad_class, true)[..], b"250 2.9.9 fine\r\n");
+    }
+
+    #[test]
+    fn crlf_separates_lines_and_a_final_newline_adds_none() {
+        let r = Reply::new(550, (5, 1, 1), "first\r\nsecond\r\n");
+        assert_eq!(
+            &encode(r, true)[..],
+            b"550-5.1.1 first\r\n550 5.1.1 second\r\n"
+        );
+        assert_eq!(
+            &encode(Reply::plain(250, "one\n"), false)[..],
+            b"250 one\r\n"
+        );
+        assert_eq!(&encode(Reply::plain(250, "\n"), false)[..], b"250 \r\n");
     }
 
     #[test]

@@ -1209,6 +1209,111 @@ fn handler_refuses_at_the_end() {
 }
 
 #[test]
+fn an_accepting_reply_takes_the_code_the_step_allows() {
+    // RFC 5321 4.3.2: RCPT succeeds with 250 or 251 only; most clients read a 200 or 354
+    // as a refusal, while the recipient was taken.
+    for (given, sent) in [
+        (Reply::new(200, (2, 1, 5), "fine"), "250 2.1.5 fine\r\n"),
+        (Reply::plain(354, "weird"), "250 2.0.0 weird\r\n"),
+        (
+            Reply::new(251, (2, 1, 5), "will forward"),
+            "251 2.1.5 will forward\r\n",
+        ),
+        (
+            Reply::new(252, (5, 1, 1), "odd class"),
+            "250 2.1.1 odd class\r\n",
+        ),
+    ] {
+        let mut c = ehlo_handler(Recorder {
+            rcpt: Some(given),
+            ..Recorder::default()
+        });
+        c.cmd("MAIL FROM:<a@b.example>");
+        assert_eq!(c.cmd("RCPT TO:<c@d.example>"), sent);
+        assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    }
+    // End of data succeeds with 250 only.
+    let mut c = ehlo_handler(Recorder {
+        data_end: Some(Reply::plain(354, "more please?")),
+        ..Recorder::default()
+    });
+    begin_data(&mut c);
+    assert_eq!(c.send(b"x\r\n.\r\n"), "250 2.0.0 more please?\r\n");
+    // A refusal keeps its code; its enhanced code takes the reply's class.
+    let mut c = ehlo_handler(Recorder {
+        rcpt: Some(Reply::new(550, (2, 0, 0), "mismatched class")),
+        ..Recorder::default()
+    });
+    c.cmd("MAIL FROM:<a@b.example>");
+    assert_eq!(
+        c.cmd("RCPT TO:<c@d.example>"),
+        "550 5.0.0 mismatched class\r\n"
+    );
+    assert_eq!(c.cmd("DATA"), "503 5.5.1 Error: need RCPT command\r\n");
+}
+
+#[test]
+fn a_refused_session_waits_for_quit() {
+    // RFC 5321 3.1: after a 554 greeting the server MUST wait for QUIT and SHOULD answer
+    // anything else with 503.
+    let (mut c, greeting) = Client::connect_with(
+        config(),
+        Recorder {
+            greeting: Some(Reply::plain(554, "No SMTP service here")),
+            ..Recorder::default()
+        },
+    );
+    assert_eq!(greeting, "554 No SMTP service here\r\n");
+    let refused = "503 5.5.1 Error: this session was refused, only QUIT is accepted\r\n";
+    for command in [
+        "EHLO client.example",
+        "MAIL FROM:<a@b.example>",
+        "NOOP",
+        "XFOO",
+    ] {
+        assert_eq!(c.cmd(command), refused);
+    }
+    assert!(!c.is_closed());
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    assert!(c.is_closed());
+    assert!(c.delivered().is_empty());
+
+    // The refused commands count as bad ones: a client that goes on is cut off.
+    let (mut c, _) = Client::connect_with(
+        config(),
+        Recorder {
+            greeting: Some(Reply::plain(554, "go away")),
+            ..Recorder::default()
+        },
+    );
+    let limit = config().limits.bad_commands as usize;
+    let replies = c.send("NOOP\r\n".repeat(limit + 5).as_bytes());
+    assert_eq!(lines(&replies).len(), limit + 1);
+    assert!(replies
+        .ends_with("421 4.7.0 fqdn.example Error: too many bad commands, closing connection\r\n"));
+    assert!(c.is_closed());
+
+    // 421 closes at once; an accepting reply replaces the greeting with a 220.
+    let (c, greeting) = Client::connect_with(
+        config(),
+        Recorder {
+            greeting: Some(Reply::new(421, (4, 3, 2), "busy")),
+            ..Recorder::default()
+        },
+    );
+    assert_eq!(greeting, "421 4.3.2 busy\r\n");
+    assert!(c.is_closed());
+    let (_, greeting) = Client::connect_with(
+        config(),
+        Recorder {
+            greeting: Some(Reply::plain(250, "hello there")),
+            ..Recorder::default()
+        },
+    );
+    assert_eq!(greeting, "220 hello there\r\n");
+}
+
+#[test]
 fn bare_newlines_in_content_by_policy() {
     let body = b"a\nb\rc\r\n.\r\n";
     let mut c = Client::ehlo();
@@ -2378,7 +2483,7 @@ fn every_reply_line_is_well_formed() {
     assert_well_formed(&transcript);
     let text = String::from_utf8(transcript).unwrap();
     assert!(
-        text.contains("250-2.0.0 a\r\n250-2.0.0 b?\r\n250 2.0.0 c?\r\n"),
+        text.contains("250-2.0.0 a\r\n250-2.0.0 b\r\n250 2.0.0 c?\r\n"),
         "{text}"
     );
     assert!(text.ends_with("421 4.4.2 fqdn.example Error: timeout exceeded\r\n"));

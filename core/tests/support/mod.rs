@@ -38,8 +38,12 @@ pub struct Recorder {
     pub delivered: Vec<Delivered>,
     /// Content of the message being received.
     pub current: Vec<u8>,
+    /// Verdict for `connect` (default: accept).
+    pub greeting: Option<Reply<'static>>,
     /// Recipients containing this string are refused with 550.
     pub refuse_rcpt: Option<&'static str>,
+    /// Verdict for the recipients not refused (default: accept).
+    pub rcpt: Option<Reply<'static>>,
     /// Verdict for `data_end` (default: accept).
     pub data_end: Option<Reply<'static>>,
     /// `data_chunk` fails once this many octets were received.
@@ -56,7 +60,7 @@ pub struct Recorder {
 impl Handler for Recorder {
     async fn connect(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         self.log.push(format!("connect {:?}", cx.peer));
-        Verdict::Accept
+        self.greeting.map_or(Verdict::Accept, Verdict::Reply)
     }
 
     async fn hello(&mut self, _: &Context<'_>, domain: &str, extended: bool) -> Verdict<'_> {
@@ -78,7 +82,7 @@ impl Handler for Recorder {
             Some(bad) if to.contains(bad) => {
                 Verdict::Reply(Reply::new(550, (5, 1, 1), "No such user here"))
             }
-            _ => Verdict::Accept,
+            _ => self.rcpt.map_or(Verdict::Accept, Verdict::Reply),
         }
     }
 
