@@ -7,7 +7,7 @@
 //!
 //! Layout, one protocol concept per module:
 //! - [`command`] parses command lines (zero-copy, with `nom`); [`address`] parses paths.
-//! - [`line`] assembles command lines; [`data`] decodes DATA content (dot-unstuffing, end of
+//! - [`line`](mod@line) assembles command lines; [`data`] decodes DATA content (dot-unstuffing, end of
 //!   data only on CRLF.CRLF).
 //! - [`reply`] encodes replies; [`replies`] holds the texts the core sends.
 //! - [`channel`] is the state machine; [`envelope`] stores greeting and envelope compactly.

@@ -7,7 +7,7 @@
 //! Layout, one concept per module:
 //! - [`slot`]: the static memory of one connection (TCP socket buffers and input buffer),
 //!   whose type also fixes the capacities of the core's session buffers.
-//! - [`serve`]: the listener pool. smoltcp has no listen backlog (a SYN is accepted only by a
+//! - [`serve`](mod@serve): the listener pool. smoltcp has no listen backlog (a SYN is accepted only by a
 //!   socket waiting in `accept`), so every slot keeps its own socket listening, and the pool
 //!   size is how many clients are served at once.
 //! - [`connection`]: drives one accepted connection through a core

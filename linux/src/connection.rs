@@ -6,7 +6,7 @@
 //! session's own deadline, the end of the shutdown grace period, or, while the peer leaves
 //! its replies unread, the end of its patience.
 //!
-//! Receiving is one multishot receive into the connection's own [`Inbox`]: while the
+//! Receiving is one multishot receive into the connection's own `Inbox`: while the
 //! connection waits on its handler or on a peer that does not read, the kernel fills at most
 //! the inbox's few buffers, then TCP flow control holds that peer back, and no connection
 //! can take receive memory from the others.

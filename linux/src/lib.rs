@@ -14,6 +14,47 @@
 //!   [`smtpd_core::Handler`] directly.
 //! - [`handlers`]: `DebuggingServer`, `Sink`, `Maildir`; [`logging`]: per-message logs.
 //! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
+//!
+//! Handlers run on the serving thread's runtime: do I/O with the re-exported [`compio`]
+//! (a blocking call stalls every session of that thread).
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//!
+//! use smtpd_linux::smtpd_core::{handler::Context, Config};
+//! use smtpd_linux::{Buffered, Message, OwnedReply, ProcessMessage, Server};
+//!
+//! /// Keeps every message in memory; knows two mailboxes.
+//! #[derive(Clone, Default)]
+//! struct Inbox(Arc<Mutex<Vec<(String, Vec<String>, Vec<u8>)>>>);
+//!
+//! impl ProcessMessage for Inbox {
+//!     async fn rcpt(&mut self, _: &Context<'_>, to: &str) -> Result<(), OwnedReply> {
+//!         match to {
+//!             "alice@example.com" | "bob@example.com" => Ok(()),
+//!             _ => Err(OwnedReply::new(550, (5, 1, 1), "No such user here")),
+//!         }
+//!     }
+//!
+//!     async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
+//!         let rcpttos = message.rcpttos.to_vec();
+//!         let stored = (message.mailfrom.to_owned(), rcpttos, message.data.to_vec());
+//!         self.0.lock().unwrap().push(stored);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let inbox = Inbox::default();
+//!     let server = Server::builder(Config::new("mx.example.com"))
+//!         .bind("127.0.0.1:2525".parse().unwrap())
+//!         .build(move |_peer| Buffered::new(inbox.clone()))?;
+//!     let shutdown = server.shutdown_handle()?;
+//!     // Elsewhere: `shutdown.shutdown()` lets the sessions finish, then `run` returns.
+//!     # drop(shutdown);
+//!     server.run()
+//! }
+//! ```
 
 mod alarm;
 mod arena;
@@ -26,6 +67,7 @@ pub mod logging;
 pub mod message;
 pub mod server;
 
+pub use compio;
 pub use message::{Buffered, Message, OwnedReply, ProcessMessage};
 pub use server::{HandlerFactory, Options, Server, ShutdownHandle};
 pub use smtpd_core;

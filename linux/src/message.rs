@@ -3,7 +3,8 @@
 //! Implement [`ProcessMessage`] and wrap it in [`Buffered`] to get a core
 //! [`Handler`]: the message is collected in memory (bounded by the configured message size
 //! limit, which the core enforces while it streams) and handed over whole once its end
-//! arrived. For per-recipient decisions or streaming, implement [`Handler`] directly.
+//! arrived; an optional [`rcpt`](ProcessMessage::rcpt) decides on each recipient. For
+//! streaming or the other protocol steps, implement [`Handler`] directly.
 #![allow(async_fn_in_trait)]
 
 use std::net::SocketAddr;
@@ -21,10 +22,21 @@ pub struct OwnedReply {
 }
 
 impl OwnedReply {
+    /// A reply with an enhanced status code `class.subject.detail`.
     pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Self {
         OwnedReply {
             code,
             enhanced: Some(EnhancedCode(enhanced.0, enhanced.1, enhanced.2)),
+            text: text.into(),
+        }
+    }
+
+    /// A reply without an enhanced status code (the server adds `class.0.0` where the
+    /// client asked for enhanced codes).
+    pub fn plain(code: u16, text: impl Into<String>) -> Self {
+        OwnedReply {
+            code,
+            enhanced: None,
             text: text.into(),
         }
     }
@@ -66,7 +78,19 @@ pub struct Message<'a> {
 }
 
 /// Receives whole messages.
+///
+/// Both methods may be cancelled (dropped while they wait) when the client is lost or the
+/// server's shutdown grace ends; the client then gets no `250` for the message.
 pub trait ProcessMessage {
+    /// Decides on one recipient (`RCPT TO`), before any content: `Ok(())` accepts it, an
+    /// error reply refuses it (`550` for no such user, `450` to ask for a retry). Only
+    /// accepted recipients reach [`process_message`](Self::process_message). The default
+    /// accepts every recipient.
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Result<(), OwnedReply> {
+        let _ = (cx, to);
+        Ok(())
+    }
+
     /// Handles one message. `Ok(())` answers `250 OK`; an error reply refuses it (or, if it is
     /// a 2xx, accepts it with that text). Return `Ok` only once the message is safely handed on.
     async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply>;
@@ -94,9 +118,31 @@ impl<P> Buffered<P> {
     pub fn inner(&self) -> &P {
         &self.inner
     }
+
+    pub fn inner_mut(&mut self) -> &mut P {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> P {
+        self.inner
+    }
+
+    /// The verdict for a [`ProcessMessage`] method's result (its reply is kept for the wire).
+    fn verdict(&mut self, result: Result<(), OwnedReply>) -> Verdict<'_> {
+        self.reply = result.err();
+        match &self.reply {
+            Some(reply) => Verdict::Reply(reply.as_reply()),
+            None => Verdict::Accept,
+        }
+    }
 }
 
 impl<P: ProcessMessage> Handler for Buffered<P> {
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        let result = self.inner.rcpt(cx, to).await;
+        self.verdict(result)
+    }
+
     async fn data_start(&mut self, _: &Context<'_>) -> Verdict<'_> {
         self.data.clear();
         Verdict::Accept
@@ -119,12 +165,9 @@ impl<P: ProcessMessage> Handler for Buffered<P> {
             params: cx.mail_params,
             mail_parameters: cx.mail_parameters,
         };
-        self.reply = self.inner.process_message(&message).await.err();
+        let result = self.inner.process_message(&message).await;
         release(&mut self.data);
-        match &self.reply {
-            Some(reply) => Verdict::Reply(reply.as_reply()),
-            None => Verdict::Accept,
-        }
+        self.verdict(result)
     }
 
     async fn data_abort(&mut self, _: &Context<'_>, _: AbortReason) {

@@ -77,15 +77,20 @@ impl Default for Options {
 /// Builds a [`Server`].
 pub struct Builder {
     options: Options,
+    /// Set by [`bind`](Builder::bind); wins over `options.bind` whatever the call order.
+    bind: Option<SocketAddr>,
     config: Config<'static>,
 }
 
 impl Builder {
+    /// The address to listen on (default `127.0.0.1:8025`; port 0 picks a free port, see
+    /// [`Server::local_addr`]). Takes precedence over [`Options::bind`].
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.options.bind = addr;
+        self.bind = Some(addr);
         self
     }
 
+    /// Server settings; its `bind` is used unless [`bind`](Builder::bind) was called.
     pub fn options(mut self, options: Options) -> Self {
         self.options = options;
         self
@@ -97,10 +102,12 @@ impl Builder {
         self
     }
 
-    /// Binds the listeners (one per thread); fails when the address cannot be used.
+    /// Binds the listeners (one per thread); fails when the address cannot be used. The
+    /// configuration is kept for the rest of the program (sessions borrow it), so build
+    /// servers once, not in a loop.
     pub fn build<F: HandlerFactory>(self, factory: F) -> io::Result<Server<F>> {
         let listeners = bind_listeners(
-            self.options.bind,
+            self.bind.unwrap_or(self.options.bind),
             self.options.threads.max(1),
             self.options.backlog,
         )?;
@@ -156,6 +163,7 @@ impl Server<()> {
     pub fn builder(config: Config<'static>) -> Builder {
         Builder {
             options: Options::default(),
+            bind: None,
             config,
         }
     }
@@ -167,6 +175,9 @@ impl<F: HandlerFactory> Server<F> {
         self.local_addr
     }
 
+    /// A handle to shut the server down from another thread (or a signal handler's). It
+    /// holds duplicates of the listening sockets until it is dropped or used, so a server
+    /// that is dropped without [`run`](Self::run) keeps its port until then.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
         Ok(ShutdownHandle {
             request: self.shutdown.clone(),

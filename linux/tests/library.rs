@@ -1,0 +1,113 @@
+//! The library API as an embedding program uses it: a `Server` built in-process with a
+//! `ProcessMessage` handler, driven by Python's `smtplib`, then shut down.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::python;
+use smtpd_linux::smtpd_core::{handler::Context, Config};
+use smtpd_linux::{Buffered, Message, Options, OwnedReply, ProcessMessage, Server};
+
+/// One stored message: reverse-path, forward-paths, content.
+type Stored = (String, Vec<String>, Vec<u8>);
+
+/// Knows two mailboxes; keeps every message; refuses to take one about "later" now.
+#[derive(Clone, Default)]
+struct Inbox(Arc<Mutex<Vec<Stored>>>);
+
+impl ProcessMessage for Inbox {
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Result<(), OwnedReply> {
+        assert!(cx.mailfrom.is_some(), "RCPT is decided after MAIL");
+        match to {
+            "alice@example.com" | "bob@example.com" => Ok(()),
+            "busy@example.com" => Err(OwnedReply::plain(450, "Mailbox busy")),
+            _ => Err(OwnedReply::new(550, (5, 1, 1), "No such user here")),
+        }
+    }
+
+    async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
+        if message.data.windows(5).any(|w| w == b"later") {
+            return Err(OwnedReply::new(451, (4, 3, 0), "Try again later"));
+        }
+        let stored = (
+            message.mailfrom.to_owned(),
+            message.rcpttos.to_vec(),
+            message.data.to_vec(),
+        );
+        self.0.lock().unwrap().push(stored);
+        Ok(())
+    }
+}
+
+const CLIENT: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example', timeout=30)
+refused = s.sendmail('sender@example.net',
+                     ['alice@example.com', 'nobody@example.com', 'busy@example.com', 'bob@example.com'],
+                     b'Subject: hi\r\n\r\n.leading dot\r\nbody\r\n')
+print(sorted((rcpt, code, text.decode()) for rcpt, (code, text) in refused.items()))
+try:
+    s.sendmail('sender@example.net', ['alice@example.com'], b'Subject: later\r\n\r\nx\r\n')
+    print('accepted')
+except smtplib.SMTPDataError as e:
+    print(e.smtp_code, e.smtp_error.decode())
+try:
+    s.sendmail('sender@example.net', ['nobody@example.com'], b'x\r\n')
+except smtplib.SMTPRecipientsRefused as e:
+    print('all refused', sorted(e.recipients))
+s.quit()
+"#;
+
+#[test]
+fn an_embedded_server_decides_per_recipient_and_stores_whole_messages() {
+    let inbox = Inbox::default();
+    let handler = inbox.clone();
+    // `bind` wins over the address in `Options`, whichever comes first.
+    let server = Server::builder(Config::new("mx.example.com"))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .options(Options {
+            threads: 2,
+            shutdown_grace: Duration::from_secs(2),
+            ..Options::default()
+        })
+        .build(move |_| Buffered::new(handler.clone()))
+        .expect("bind an ephemeral port");
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    assert_ne!(addr.port(), Options::default().bind.port());
+    let shutdown = server.shutdown_handle().unwrap();
+    let running = thread::spawn(move || server.run());
+
+    let out = python(CLIENT, &[&addr.port().to_string()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "[('busy@example.com', 450, '4.0.0 Mailbox busy'), \
+             ('nobody@example.com', 550, '5.1.1 No such user here')]",
+            "451 4.3.0 Try again later",
+            "all refused ['nobody@example.com']",
+        ],
+        "{out}"
+    );
+    let stored = inbox.0.lock().unwrap().clone();
+    assert_eq!(
+        stored,
+        [(
+            "sender@example.net".to_owned(),
+            vec!["alice@example.com".to_owned(), "bob@example.com".to_owned()],
+            b"Subject: hi\r\n\r\n.leading dot\r\nbody\r\n".to_vec(),
+        )]
+    );
+
+    let asked = Instant::now();
+    shutdown.shutdown();
+    running
+        .join()
+        .unwrap()
+        .expect("run returns Ok after shutdown");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}
