@@ -11,12 +11,14 @@
 //!   throughput, a 4 MiB ring, messages up to 1.5 MiB;
 //! - the *device profile* on `--device-port` (default 2525): exactly the firmware's sizes
 //!   (`firmware/src/profile.rs`, compiled in here): 2 sessions, 1 KiB socket buffers, a
-//!   10 KiB ring, messages up to 4 KiB, 8 recipients.
+//!   10.4 KiB ring, messages up to 4 KiB, 8 recipients.
 //!
-//! The host side plays the device's uplink: it takes each committed message out of a ring and
-//! writes it as one file in `OUT_DIR/new` (host profile) or `OUT_DIR/device/new` (device
-//! profile), written to `tmp` and renamed, in the `--maildir` format of the shared
-//! conformance suite.
+//! The host side plays the device's uplink: it writes each committed message as one file in
+//! `OUT_DIR/new` (host profile) or `OUT_DIR/device/new` (device profile), written to `tmp`
+//! and renamed, in the `--maildir` format of the shared conformance suite, and only then
+//! frees it in the ring. A message it cannot write stays in the ring and is tried again
+//! every second (meanwhile the ring fills and clients get `452`), so no acknowledged
+//! message is lost.
 //!
 //! Setup (as root), e.g.:
 //!
@@ -33,6 +35,7 @@ use embassy_executor::Spawner;
 use embassy_net::{Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_time::Timer;
 use smtpd_core::Config;
 use smtpd_embedded::{serve, Options, Ring, RingHandler, Slot};
 use static_cell::{ConstStaticCell, StaticCell};
@@ -138,46 +141,56 @@ async fn device_smtp_task(stack: Stack<'static>, options: &'static Options) -> !
 
 #[embassy_executor::task]
 async fn host_store_task(out: PathBuf) -> ! {
-    loop {
-        while let Some(message) = RING.pop_with(|m| [m.first, m.second].concat()) {
-            deliver(&out, &message);
-        }
-        RING.wait_committed().await;
-    }
+    uplink(&RING, &out).await
 }
 
 #[embassy_executor::task]
 async fn device_store_task(out: PathBuf) -> ! {
+    uplink(&DEVICE_RING, &out).await
+}
+
+/// Writes out every committed message of `ring`, oldest first, freeing each once its file
+/// is in place.
+async fn uplink<const N: usize>(ring: &Ring<CriticalSectionRawMutex, N>, out: &Path) -> ! {
     loop {
-        while let Some(message) = DEVICE_RING.pop_with(|m| [m.first, m.second].concat()) {
-            deliver(&out, &message);
+        while let Some(message) = ring.peek(|m| [m.first, m.second].concat()) {
+            match deliver(out, &message) {
+                Ok(path) => {
+                    println!("stored {} octets as {}", message.len(), path.display());
+                    ring.pop();
+                }
+                Err(e) => {
+                    eprintln!("cannot write a message to {}: {e}; retrying", out.display());
+                    Timer::after_secs(1).await;
+                }
+            }
         }
-        DEVICE_RING.wait_committed().await;
+        ring.wait_committed().await;
     }
 }
 
-/// The uplink: writes one stored message as a file in `out/new` (via `out/tmp`).
-fn deliver(out: &Path, message: &[u8]) {
+/// Writes one message as a file in `out/new` (via `out/tmp`), under a name no other run
+/// uses (time, process id, count: maildir(5)'s scheme).
+fn deliver(out: &Path, message: &[u8]) -> std::io::Result<PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let name = format!(
-        "{}.{}",
+        "{}.M{}P{}Q{}.tap-demo",
+        now.as_secs(),
+        now.subsec_micros(),
         std::process::id(),
         COUNT.fetch_add(1, Ordering::Relaxed)
     );
     let temporary = out.join("tmp").join(&name);
-    let result = std::fs::create_dir_all(out.join("tmp"))
-        .and_then(|()| std::fs::create_dir_all(out.join("new")))
-        .and_then(|()| std::fs::write(&temporary, message))
-        .and_then(|()| std::fs::rename(&temporary, out.join("new").join(&name)));
-    match result {
-        Ok(()) => println!(
-            "stored {} octets as {}",
-            message.len(),
-            out.join("new").join(&name).display()
-        ),
-        Err(e) => eprintln!("cannot write a message to {}: {e}", out.display()),
-    }
+    let delivered = out.join("new").join(&name);
+    std::fs::create_dir_all(out.join("tmp"))?;
+    std::fs::create_dir_all(out.join("new"))?;
+    std::fs::write(&temporary, message)?;
+    std::fs::rename(&temporary, &delivered)?;
+    Ok(delivered)
 }
 
 #[embassy_executor::main]

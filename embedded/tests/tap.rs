@@ -67,7 +67,7 @@ const PROFILES: [Profile; 2] = [
             ),
             (
                 "data.message_of_64k",
-                "the device's messages are limited to 4 KiB (its RAM ring is 10 KiB; RFC 5321 \
+                "the device's messages are limited to 4 KiB (its RAM ring is 10.4 KiB; RFC 5321 \
                  4.5.3.1.7 asks for 64K); over-limit content gets 552, checked by tap_client.py",
             ),
             (

@@ -7,7 +7,7 @@ Each message carries a unique token; the demo writes every stored message as one
 MAILDIR/new: 'X-Envelope-From: <..>' CRLF, one 'X-Envelope-To: <..>' CRLF per recipient,
 then the content. Every check compares that whole file with the envelope and the exact
 octets sent, after dot-unstuffing (the content is sent CRLF-terminated, so dot-stuffing is
-the only change on the wire). The device profile (4 KiB messages, 8 recipients, a 10 KiB
+the only change on the wire). The device profile (4 KiB messages, 8 recipients, a 10.4 KiB
 ring) gets its limits checked instead of the 1 MiB message. Prints one line per case; exit
 status 0 when all passed.
 """
@@ -37,6 +37,23 @@ def wait_for_server(seconds=15.0):
             if time.monotonic() > end:
                 raise Failed("server at %s:%d not reachable: %s" % (HOST, PORT, e))
             time.sleep(0.2)
+
+
+def connect(make, seconds=2.0):
+    """make(), retried while refused: the pool has no backlog, so a connection is refused
+    while every slot is busy or still closing its previous connection (README)."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            return make()
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+
+
+def smtp(timeout):
+    return connect(lambda: smtplib.SMTP(HOST, PORT, timeout=timeout))
 
 
 def stored(token, seconds=10.0):
@@ -96,7 +113,7 @@ def case_plain():
     t = token()
     content = message(t, [b"Hello from Linux.", b".a line starting with a dot", b".", b"..",
                           b" trailing blanks  ", b"", b"last line"])
-    with smtplib.SMTP(HOST, PORT, timeout=30) as s:
+    with smtp(30) as s:
         refused = s.sendmail("sender@example.org", ["rcpt@example.org"], content)
         if refused:
             raise Failed("recipients refused: %r" % refused)
@@ -105,7 +122,7 @@ def case_plain():
 
 class Raw:
     def __init__(self):
-        self.sock = socket.create_connection((HOST, PORT), timeout=30)
+        self.sock = connect(lambda: socket.create_connection((HOST, PORT), timeout=30))
         self.buf = b""
 
     def reply(self):
@@ -171,7 +188,7 @@ def case_one_mib():
     lines.append(b"x" * pad)
     content = head + b"".join(l + CRLF for l in lines)
     assert len(content) == target, len(content)
-    with smtplib.SMTP(HOST, PORT, timeout=60) as s:
+    with smtp(60) as s:
         s.ehlo()
         # smtplib declares SIZE= itself when the server offers SIZE.
         refused = s.sendmail("big@example.org", ["rcpt@example.org"], content)
@@ -186,7 +203,7 @@ def case_smtputf8():
     recipients = ["用户@例子.广告", "ζ@δοκιμή.example"]
     content = message(t, ["Grüße aus Linux — ünïcödé, 漢字.".encode(), b".dot", "ok ✓".encode()],
                       extra_headers="X-Name: Zoë".encode() + CRLF)
-    with smtplib.SMTP(HOST, PORT, timeout=30) as s:
+    with smtp(30) as s:
         s.ehlo()
         if not s.has_extn("smtputf8"):
             raise Failed("SMTPUTF8 not offered")
@@ -198,7 +215,7 @@ def case_smtputf8():
 
 def case_over_size_limit():
     """A declared SIZE above the advertised limit is refused; nothing is stored."""
-    with smtplib.SMTP(HOST, PORT, timeout=30) as s:
+    with smtp(30) as s:
         s.ehlo()
         limit = int(s.esmtp_features.get("size", "0") or 0)
         if not limit:
@@ -253,9 +270,9 @@ def case_recipient_limit():
 
 
 def case_ring_wraps():
-    """Thirty 3 KiB messages in one session: the 10 KiB ring wraps around many times."""
+    """Thirty 3 KiB messages in one session: the 10.4 KiB ring wraps around many times."""
     rng = random.Random(7)
-    with smtplib.SMTP(HOST, PORT, timeout=30) as s:
+    with smtp(30) as s:
         for i in range(30):
             t = token()
             lines = [bytes(rng.choice(b"abcdef.0123 ") for _ in range(rng.randint(0, 90)))
@@ -268,10 +285,57 @@ def case_ring_wraps():
             check(t, "wrap%d@example.org" % i, ["rcpt@example.org"], content)
 
 
+def case_two_largest_at_once():
+    """Two sessions, each with the longest envelope its 1 KiB arena holds (a 253-octet sender
+    and three 253-octet recipients), both get 354 and store a message at the 4 KiB limit: the
+    ring is sized for that."""
+    def address(prefix):
+        return prefix + "l" * (63 - len(prefix)) + "@" + ("d" * 61 + ".") * 3 + "org"
+    sessions = []
+    for n in range(2):
+        t = token()
+        sender = address("s%d" % n)
+        recipients = [address("r%d%d" % (n, i)) for i in range(3)]
+        r = Raw()
+        r.expect(220)
+        r.sock.sendall(b"EHLO c\r\nMAIL FROM:<%s>\r\n" % sender.encode()
+                       + b"".join(b"RCPT TO:<%s>\r\n" % x.encode() for x in recipients)
+                       + b"DATA\r\n")
+        r.expect(250, 250, 250, 250, 250, 354)
+        sessions.append((r, t, sender, recipients))
+    for r, t, sender, recipients in sessions:
+        lines = [b"x" * 78] * 60
+        while len(message(t, lines)) > 4096:
+            lines.pop()
+        content = message(t, lines)
+        r.sock.sendall(stuff(content) + b".\r\nQUIT\r\n")
+        r.expect(250, 221)
+        check(t, sender, recipients, content)
+
+
+def case_uplink_retries():
+    """The uplink cannot write (MAILDIR/tmp is a file): the acknowledged message stays in the
+    ring and is stored once writing works again."""
+    tmp = os.path.join(MAILDIR, "tmp")
+    os.rmdir(tmp)  # empty: every stored message was renamed into new/
+    with open(tmp, "w") as f:
+        f.write("in the way")
+    try:
+        t = token()
+        content = message(t, [b"kept until written"])
+        with smtp(30) as s:
+            s.sendmail("keep@example.org", ["rcpt@example.org"], content)
+        not_stored(t, seconds=1.5)
+    finally:
+        os.remove(tmp)
+    check(t, "keep@example.org", ["rcpt@example.org"], content)
+
+
 CASES = {
     "host": [case_plain, case_pipelined, case_one_mib, case_smtputf8, case_over_size_limit],
-    "device": [case_plain, case_pipelined, case_smtputf8, case_over_size_limit,
-               case_undeclared_over_limit, case_recipient_limit, case_ring_wraps],
+    "device": [case_two_largest_at_once, case_plain, case_pipelined, case_smtputf8, case_over_size_limit,
+               case_undeclared_over_limit, case_recipient_limit, case_ring_wraps,
+               case_uplink_retries],
 }[PROFILE]
 
 

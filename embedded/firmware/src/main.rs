@@ -6,7 +6,7 @@
 //! - per session slot ([`profile::DeviceSlot`]): 1 KiB TCP receive window, 1 KiB TCP send
 //!   buffer, 256 octets of input, and the core session (548-octet command line, 512-octet
 //!   reply buffer, 1 KiB envelope, 8 recipients);
-//! - the message ring: 10 KiB, messages up to 4 KiB.
+//! - the message ring: 10.4 KiB (two largest messages with their envelopes), messages up to 4 KiB.
 #![no_std]
 #![no_main]
 

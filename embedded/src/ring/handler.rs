@@ -11,9 +11,9 @@
 //!
 //! Space policy, with `reserve` the room set aside for a message that declared no `SIZE=`:
 //! - MAIL with `SIZE=` larger than the ring can ever hold: `552 5.3.4`.
-//! - RCPT while the ring has less free space than the message needs (`SIZE=` or `reserve`,
-//!   at most the whole ring):
-//!   `452 4.3.1`, so the client keeps the message and retries later.
+//! - RCPT while the ring has less free space than the record DATA would reserve with this
+//!   recipient (envelope + `SIZE=` or `reserve`, at most the whole ring): `452 4.3.1`, so the
+//!   client keeps the message and retries later.
 //! - DATA/BDAT: the record is reserved (envelope + `SIZE=` or `reserve`, at most the whole
 //!   ring); no room now: `452 4.3.1`; the envelope and the declared size can never fit:
 //!   `552 5.3.4`.
@@ -23,7 +23,14 @@
 //! - End of data: the record is committed, then the core answers `250`.
 //!
 //! With `reserve` equal to the core's `message_size` limit (and a ring at least that large),
-//! every message that got its `354` is guaranteed room to the end.
+//! every message that got its `354` is guaranteed room to the end. [`record_bound`] sizes a
+//! ring for a number of such messages in progress at once.
+//!
+//! The consumer frees records oldest first (see [`Ring`]), so a message in progress holds
+//! back every record reserved after it until it ends. A client that trickles its content
+//! keeps its record for as long as the core's data timeout allows each block; on a device
+//! with a small ring, one such client can make the store answer `452` to the others, just
+//! as idle clients can occupy every listening slot.
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use smtpd_core::{AbortReason, Context, Handler, MailParams, Reply, Verdict};
@@ -39,6 +46,15 @@ const LOCAL_ERROR: Reply<'static> =
 const FROM: &[u8] = b"X-Envelope-From: <";
 const TO: &[u8] = b"X-Envelope-To: <";
 const END: &[u8] = b">\r\n";
+
+/// The most one [`RingHandler`] record takes (header included) when the message content is
+/// at most `content` octets (the `reserve` and the core's size limit) and the envelope came
+/// from a session arena of `arena` octets with at most `recipients` recipients: the
+/// preamble adds field names and brackets to what the arena holds. A ring of `n` times this
+/// has room for `n` such messages in progress at once.
+pub const fn record_bound(arena: usize, recipients: usize, content: usize) -> usize {
+    HEADER + FROM.len() + END.len() + recipients * (TO.len() + END.len()) + arena + content
+}
 
 /// Per-connection handler writing messages into a shared [`Ring`].
 pub struct RingHandler<'r, M: RawMutex, const N: usize> {
@@ -65,6 +81,12 @@ impl<'r, M: RawMutex, const N: usize> RingHandler<'r, M, N> {
             usize::try_from(size).unwrap_or(usize::MAX)
         });
         expected.min(self.ring.max_message())
+    }
+
+    /// Octets (header excluded) DATA reserves for the current transaction whose envelope
+    /// preamble takes `preamble` octets.
+    fn reservation(&self, params: &MailParams, preamble: usize) -> usize {
+        (preamble + self.content_reserve(params)).min(self.ring.max_message())
     }
 
     fn preamble_len(cx: &Context<'_>) -> usize {
@@ -105,8 +127,9 @@ impl<M: RawMutex, const N: usize> Handler for RingHandler<'_, M, N> {
         }
     }
 
-    async fn rcpt(&mut self, cx: &Context<'_>, _to: &str) -> Verdict<'_> {
-        let need = self.content_reserve(&cx.mail_params) + HEADER;
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        let preamble = Self::preamble_len(cx) + TO.len() + to.len() + END.len();
+        let need = HEADER + self.reservation(&cx.mail_params, preamble);
         if need > self.ring.free() {
             debug!("store full: {} free, {} needed", self.ring.free(), need);
             return Verdict::Reply(STORE_FULL);
@@ -126,8 +149,7 @@ impl<M: RawMutex, const N: usize> Handler for RingHandler<'_, M, N> {
             // The envelope (with the declared content) can never fit.
             return Verdict::Reply(TOO_BIG_FOR_STORE);
         }
-        let reserve = (preamble + content).min(self.ring.max_message());
-        let Ok(mut record) = self.ring.open(reserve) else {
+        let Ok(mut record) = self.ring.open(self.reservation(&cx.mail_params, preamble)) else {
             return Verdict::Reply(STORE_FULL);
         };
         if self.write_preamble(&mut record, cx).is_err() {
@@ -266,6 +288,23 @@ mod tests {
         assert!(replies[0].starts_with("452 4.3.1"), "{replies:?}");
         ring.abort(other);
         assert_eq!(ring.free(), 512);
+    }
+
+    #[test]
+    fn rcpt_counts_the_envelope_so_that_data_finds_the_room_rcpt_promised() {
+        let ring = TestRing::new();
+        // Room for the content reserve but not for it with the envelope lines.
+        let other = ring.open(376).unwrap();
+        assert_eq!(ring.free(), 128);
+        let mut s = session(&ring, 100);
+        let replies = talk(&mut s, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+        assert!(
+            replies.last().unwrap().starts_with("452 4.3.1"),
+            "{replies:?}"
+        );
+        ring.abort(other);
+        let replies = talk(&mut s, b"RCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
+        assert_eq!(codes(&replies), ["250", "354", "250"]);
     }
 
     #[test]

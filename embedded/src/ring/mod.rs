@@ -15,5 +15,5 @@
 mod handler;
 mod store;
 
-pub use handler::RingHandler;
+pub use handler::{record_bound, RingHandler};
 pub use store::{Full, Message, Record, Ring, HEADER};
