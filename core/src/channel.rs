@@ -220,7 +220,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
     /// needs flushing, or the input is used up.
     ///
     /// Returns the octets consumed and, possibly, a chunk of message content to hand on
-    /// (borrowed from `input`, or a static CRLF inserted by [`BareNewline::Normalize`]). Unconsumed input must be offered again (after flushing the
+    /// (borrowed from `input`, or a few static CR/LF octets inserted by [`BareNewline::Normalize`]). Unconsumed input must be offered again (after flushing the
     /// output, or resolving the event). After the session closed, all input is discarded.
     pub fn receive<'i>(&mut self, input: &'i [u8], now: Instant) -> (usize, Option<&'i [u8]>) {
         let s = &mut self.state;
@@ -720,8 +720,9 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Command::Mail { params, .. } | Command::Rcpt { params, .. }
                 if !extended && !params.is_empty() =>
             {
+                // Python smtpd's reply, with the code for invalid arguments: the path was fine.
                 let verb = command_verb(&command).unwrap_or(Verb::Mail);
-                self.bad_command(&replies::syntax_error(verb, false))
+                self.bad_command(&replies::parameters_error(verb, false))
             }
             Command::Mail { from, params } => {
                 if self.envelope.mailfrom().is_some() {
@@ -782,7 +783,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 self.raise(Pending::Quit);
             }
             Command::Help(topic) => self.help(topic),
-            Command::Vrfy(user) => match parse_user(user) {
+            Command::Vrfy(user) => match parse_user(self.without_smtputf8(user)) {
                 Ok(_) => self.reply(&replies::CANNOT_VRFY),
                 Err(_) => {
                     if self.count_bad_command() {
@@ -796,6 +797,18 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             },
             Command::Expn(_) => self.bad_command(&replies::EXPN_NOT_IMPLEMENTED),
             Command::Unknown { verb, arg } => self.unknown(line, verb, arg),
+        }
+    }
+
+    /// A VRFY argument without its `SMTPUTF8` parameter (RFC 6531 3.7.4.2), when offered.
+    fn without_smtputf8<'l>(&self, argument: &'l str) -> &'l str {
+        match argument.rsplit_once(' ') {
+            Some((user, keyword))
+                if self.config.extensions.smtputf8 && keyword.eq_ignore_ascii_case("SMTPUTF8") =>
+            {
+                user.trim_end()
+            }
+            _ => argument,
         }
     }
 

@@ -131,7 +131,8 @@ impl Timeouts {
 pub enum BareNewline {
     /// Refuse the message with `550 5.5.2` after its end.
     Reject,
-    /// Deliver a bare CR or LF as CRLF.
+    /// Deliver a bare CR or LF as CRLF; a CR right before a CRLF is dropped instead, so the
+    /// `CR CR LF` some clients send is one line end, as Python smtpd reads it.
     Normalize,
     /// Deliver the octets as received.
     Allow,

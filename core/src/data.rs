@@ -60,6 +60,10 @@ enum State {
     Text,
     /// Inside a line, right after an emitted CR.
     Cr,
+    /// Under [`BareNewline::Normalize`]: an emitted CR, then a CR withheld until the next
+    /// octet shows whether it is the CR of a CRLF (then the withheld CR is dropped, so
+    /// `CR CR LF` is one line end).
+    CrCr,
 }
 
 /// The DATA decoder. See the module documentation for its invariants.
@@ -182,6 +186,12 @@ impl DataDecoder {
                         i += 1;
                         self.state = State::LineStart;
                         self.line_len = 0;
+                    } else if self.policy == BareNewline::Normalize && input[i] == b'\r' {
+                        // The emitted CR goes out with the run; this one is withheld.
+                        flush_run!();
+                        i += 1;
+                        run = i;
+                        self.state = State::CrCr;
                     } else if self.policy == BareNewline::Normalize {
                         // The CR goes out with the run (the state stays Cr until it has);
                         // then a LF completes it.
@@ -195,6 +205,27 @@ impl DataDecoder {
                         if self.policy == BareNewline::Reject {
                             self.fail(DataError::BareCr);
                         }
+                    }
+                }
+                State::CrCr => {
+                    self.line_len = 0;
+                    if input[i] == b'\n' {
+                        // The withheld CR is dropped; this LF completes the emitted CR.
+                        run = i;
+                        i += 1;
+                        self.state = State::LineStart;
+                    } else if input[i] == b'\r' {
+                        // The emitted CR was bare (CRLF), the withheld one is emitted, and
+                        // this one is withheld.
+                        flush_run!();
+                        i += 1;
+                        run = i;
+                        insert!(b"\n\r");
+                    } else {
+                        // Both CRs were bare.
+                        flush_run!();
+                        self.state = State::Text;
+                        insert!(b"\n\r\n");
                     }
                 }
                 State::LineStart => {
@@ -223,6 +254,14 @@ impl DataDecoder {
                     if input[i] == b'\n' {
                         self.state = State::LineStart;
                         return (i + 1, Decoded::End);
+                    }
+                    if self.policy == BareNewline::Normalize && input[i] == b'\r' {
+                        // ".<CR><CR>": the first CR is emitted, the second withheld.
+                        i += 1;
+                        run = i;
+                        self.state = State::CrCr;
+                        insert!(b"\r");
+                        continue;
                     }
                     // ".<CR>x": the dot was stuffing and the CR, not yet emitted, is bare.
                     self.state = State::Text;
@@ -393,6 +432,39 @@ mod tests {
         assert_eq!((&body[..], err), (&b"a\r\nb\r\nc\r\n"[..], None));
         let (_, end, _, err) = all_splits(BareNewline::Reject, input);
         assert_eq!((end, err), (true, Some(DataError::BareLf)));
+    }
+
+    #[test]
+    fn normalize_reads_a_cr_before_crlf_as_part_of_the_line_end() {
+        for (input, expected) in [
+            (
+                &b"From: a\r\r\nTo: b\r\n.\r\n"[..],
+                &b"From: a\r\nTo: b\r\n"[..],
+            ),
+            (b"a\r\r\r\nb\r\n.\r\n", b"a\r\n\r\nb\r\n"),
+            (b"a\r\rb\r\n.\r\n", b"a\r\n\r\nb\r\n"),
+            (b"a\r\r\r\r\rb\r\n.\r\n", b"a\r\n\r\n\r\n\r\n\r\nb\r\n"),
+            (b"a\r\n.\r\r\nb\r\n.\r\n", b"a\r\n\r\nb\r\n"),
+            (b"a\r\n.\r\rb\r\n.\r\n", b"a\r\n\r\n\r\nb\r\n"),
+        ] {
+            let (body, end, rest, err) = all_splits(BareNewline::Normalize, input);
+            assert_eq!(
+                (body.escape_ascii().to_string(), end, rest, err),
+                (expected.escape_ascii().to_string(), true, 0, None),
+                "{}",
+                input.escape_ascii()
+            );
+        }
+        // The raw CRLF after a withheld CR starts a line: CR CR LF . CR LF ends the data,
+        // under every policy.
+        for policy in [
+            BareNewline::Normalize,
+            BareNewline::Allow,
+            BareNewline::Reject,
+        ] {
+            let (_, end, rest, _) = all_splits(policy, b"a\r\r\n.\r\nNOOP\r\n");
+            assert!(end && rest == 6, "{policy:?}");
+        }
     }
 
     #[test]

@@ -260,7 +260,7 @@ fn helo_after_ehlo_drops_the_extensions() {
     assert_eq!(c.cmd("HELO client.example"), "250 fqdn.example\r\n");
     assert_eq!(
         c.cmd("MAIL FROM:<a@b.example> SIZE=10"),
-        "501 5.1.7 Syntax: MAIL FROM: <address>\r\n"
+        "501 5.5.4 Syntax: MAIL FROM: <address>\r\n"
     );
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
 }
@@ -567,12 +567,12 @@ fn mail_parameters_only_after_ehlo() {
     let mut c = Client::helo();
     assert_eq!(
         c.cmd("MAIL FROM:<a@b.example> BODY=8BITMIME"),
-        "501 5.1.7 Syntax: MAIL FROM: <address>\r\n"
+        "501 5.5.4 Syntax: MAIL FROM: <address>\r\n"
     );
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
     assert_eq!(
         c.cmd("RCPT TO:<c@d.example> NOTIFY=NEVER"),
-        "501 5.1.3 Syntax: RCPT TO: <address>\r\n"
+        "501 5.5.4 Syntax: RCPT TO: <address>\r\n"
     );
     let mut c = Client::ehlo();
     assert_eq!(
@@ -1358,12 +1358,8 @@ const FAKE_ENDS: [FakeEnd; 8] = [
     // A dot after CRLF starts a line: it is unstuffed, and what follows is no end.
     (b"a\r\n.\r", "bare <CR>", b"a\r\n\r\n", b"a\r\n\r"),
     (b"a\r\n.\n", "bare <LF>", b"a\r\n\r\n", b"a\r\n\n"),
-    (
-        b"a\r\n.\r\r\n",
-        "bare <CR>",
-        b"a\r\n\r\n\r\n",
-        b"a\r\n\r\r\n",
-    ),
+    // Normalize drops the CR right before a CRLF.
+    (b"a\r\n.\r\r\n", "bare <CR>", b"a\r\n\r\n", b"a\r\n\r\r\n"),
     // `.<CR>` as the very first line.
     (b".\r", "bare <CR>", b"\r\n", b"\r"),
 ];
@@ -1736,6 +1732,14 @@ fn vrfy_and_expn() {
     assert_eq!(c.cmd("VRFY <bad"), "501 5.1.3 Could not VRFY <bad\r\n");
     assert_eq!(c.cmd("EXPN staff"), "502 5.5.1 EXPN not implemented\r\n");
     assert_eq!(c.cmd("EXPN"), "502 5.5.1 EXPN not implemented\r\n");
+    // RFC 6531 3.7.4.2: VRFY may carry SMTPUTF8 (curl sends it whenever it is offered).
+    assert_eq!(c.cmd("VRFY jösé@example.com SMTPUTF8"), cannot);
+    assert_eq!(c.cmd("VRFY <a@b.example> smtputf8"), cannot);
+    let mut c = ehlo_with(with(|c| c.extensions.smtputf8 = false));
+    assert_eq!(
+        c.cmd("VRFY a@b.example SMTPUTF8"),
+        "501 5.1.3 Could not VRFY a@b.example SMTPUTF8\r\n"
+    );
 }
 
 #[test]

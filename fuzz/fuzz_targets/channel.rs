@@ -23,7 +23,7 @@
 //!   the output needs flushing (less than `OUTPUT_RESERVE` free) or the input is used up, so
 //!   the session never makes zero progress with input left, output empty and no event; a
 //!   chunk is non-empty and lies inside the consumed input (or is one of the DATA decoder's
-//!   static CR/LF/CRLF insertions); while an event is pending nothing is consumed and
+//!   static CR/LF/CRLF (and Normalize's LF CR, LF CRLF) insertions); while an event is pending nothing is consumed and
 //!   nothing is written; after `is_closed()` all input is consumed and nothing more is
 //!   written;
 //! - `event()` is stable until `resolve`; events are well-formed (HELO/EHLO domain 1-255
@@ -393,7 +393,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(
                 (c >= o && c + chunk.len() <= o + n)
                     || (!(o..=o + offered.len()).contains(&c)
-                        && [&b"\r"[..], b"\n", b"\r\n"].contains(&chunk)),
+                        && [&b"\r"[..], b"\n", b"\r\n", b"\n\r", b"\n\r\n"].contains(&chunk)),
                 "chunk {chunk:?} is neither consumed input nor a DATA insertion"
             );
             assert!(!chunk.is_empty(), "empty content chunk");

@@ -424,6 +424,9 @@ messages = [
     b'A: 1\r\n B-cont\r\n\r\nb\r\n',
     b'Subject: trailing no newline',
     b'Subject: long\r\n\r\n' + b'y' * 998 + b'\r\n',
+    b'From: a@example.org\r\r\nSubject: cr cr lf\r\n\r\nbody\r\r\n',
+    b'Subject: bare cr\r\rafter\rx\r\n',
+    b'Subject: bare lf\nafter\n\nx\r\n',
 ]
 for port in (theirs, ours):
     for message in messages:
@@ -451,7 +454,7 @@ sys.stdout.write(ref.communicate(timeout=10)[0].decode('utf-8', 'replace'))
     let expected = python(driver, &[reference, &server.port().to_string()]);
     let end = "------------ END MESSAGE ------------";
     let messages = expected.matches(end).count();
-    assert_eq!(messages, 18, "Python printed:\n{expected}");
+    assert_eq!(messages, 21, "Python printed:\n{expected}");
     assert!(
         server
             .stdout
