@@ -168,6 +168,9 @@ struct State<'c, const OUT: usize, A> {
     bdat_total: u64,
     failure: Option<Failure>,
     bad_commands: u32,
+    /// Octets at the end of `output` not shown yet: the reply to a refused BDAT chunk,
+    /// held until the chunk has been read ([`Mode::Discard`]).
+    held: usize,
     /// The greeting refused the session: only QUIT is served (RFC 5321 3.1).
     refused: bool,
     deadline: Option<Instant>,
@@ -209,6 +212,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 bdat_total: 0,
                 failure: None,
                 bad_commands: 0,
+                held: 0,
                 refused: false,
                 deadline: None,
                 rearm: true,
@@ -231,7 +235,12 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
         let mut pos = 0;
         loop {
             let s = &mut self.state;
-            if s.pending.is_some() || s.abort.is_some() || OUT - s.output.len() < OUTPUT_RESERVE {
+            // Discarding a chunk writes nothing, whatever reply is held.
+            let discarding = matches!(s.mode, Mode::Discard { .. });
+            if s.pending.is_some()
+                || s.abort.is_some()
+                || (OUT - s.output.len() < OUTPUT_RESERVE && !discarding)
+            {
                 return (pos, None);
             }
             let rest = &input[pos..];
@@ -307,6 +316,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 Mode::Discard { remaining } => {
                     if *remaining == 0 {
                         s.mode = Mode::Command;
+                        s.held = 0;
                         s.arm(now);
                         continue;
                     }
@@ -376,13 +386,15 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
 
     /// Reply bytes waiting to be written.
     pub fn output(&self) -> &[u8] {
-        &self.state.output
+        let s = &self.state;
+        &s.output[..s.output.len() - s.held]
     }
 
     /// Drops the first `n` octets of output (they were written).
     pub fn consume_output(&mut self, n: usize) {
+        let shown = self.output().len();
         let output = &mut self.state.output;
-        let n = n.min(output.len());
+        let n = n.min(shown);
         output.copy_within(n.., 0);
         output.truncate(output.len() - n);
     }
@@ -414,6 +426,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
         if matches!(s.mode, Mode::Closed) || s.deadline.is_none_or(|deadline| now < deadline) {
             return;
         }
+        s.drop_held();
         s.abort_message(AbortReason::Timeout);
         let hostname = s.config.hostname;
         s.writer().format(
@@ -432,6 +445,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             return;
         }
         s.pending = None;
+        s.drop_held();
         s.abort_message(AbortReason::Shutdown);
         let hostname = s.config.hostname;
         s.writer().format(
@@ -446,6 +460,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
     pub fn handle_disconnect(&mut self) {
         let s = &mut self.state;
         s.pending = None;
+        s.drop_held();
         s.abort_message(AbortReason::Disconnected);
         s.close();
     }
@@ -538,6 +553,28 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
     fn close(&mut self) {
         self.mode = Mode::Closed;
         self.deadline = None;
+    }
+
+    /// Answers a refused command; a BDAT chunk's octets are read and discarded first, with
+    /// the reply held back until then (RFC 3030 2: the server "MUST accept and discard the
+    /// associated message data before sending the appropriate 5XX or 4XX code").
+    fn refuse(&mut self, reply: &Reply<'_>, chunk: Option<u64>) {
+        match chunk {
+            Some(size) if size > 0 && !reply.closes() => {
+                let start = self.output.len();
+                self.writer().reply(reply);
+                self.held = self.output.len() - start;
+                self.mode = Mode::Discard { remaining: size };
+            }
+            _ => self.reply(reply),
+        }
+    }
+
+    /// The session ends before a refused chunk was read: its held reply is never sent.
+    fn drop_held(&mut self) {
+        let shown = self.output.len() - self.held;
+        self.output.truncate(shown);
+        self.held = 0;
     }
 
     fn arm(&mut self, now: Instant) {
@@ -668,14 +705,18 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             ) => Some(verb),
             Err(_) => None,
         };
+        let chunk = match parsed {
+            Ok(Command::Bdat { size, .. }) => Some(size),
+            _ => None,
+        };
         if self.refused && !matches!(parsed, Ok(Command::Quit)) {
-            return self.bad_command(&replies::SESSION_REFUSED);
+            if self.count_bad_command() {
+                self.refuse(&replies::SESSION_REFUSED, chunk);
+            }
+            return;
         }
         if let Some(error) = verb.and_then(|verb| self.sequence_error(verb)) {
-            if let Ok(Command::Bdat { size, .. }) = parsed {
-                self.mode = Mode::Discard { remaining: size };
-            }
-            return self.reply(&error);
+            return self.refuse(&error, chunk);
         }
         let extended = self.extended;
         match parsed {
@@ -832,10 +873,8 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             .is_some_and(|max| total > max)
         {
             self.abort_message(AbortReason::TooBig);
-            self.reply(&replies::TOO_MUCH_DATA);
             self.reset_transaction();
-            self.mode = Mode::Discard { remaining: size };
-            return;
+            return self.refuse(&replies::TOO_MUCH_DATA, Some(size));
         }
         if self.message_open {
             self.start_chunk(size, last);
@@ -1028,10 +1067,8 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             }
             Pending::DataStart { bdat } => {
                 if !accepted {
-                    if let Some((size, _)) = bdat {
-                        self.mode = Mode::Discard { remaining: size };
-                    }
-                    return self.reply(&custom.unwrap_or(replies::OK));
+                    let chunk = bdat.map(|(size, _)| size);
+                    return self.refuse(&custom.unwrap_or(replies::OK), chunk);
                 }
                 self.message_open = true;
                 self.failure = None;

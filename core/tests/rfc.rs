@@ -1533,6 +1533,29 @@ fn bdat_out_of_sequence_still_consumes_the_chunk() {
 }
 
 #[test]
+fn a_refused_chunk_is_answered_once_its_octets_were_read() {
+    // RFC 3030 2: "the receiver-SMTP MUST accept and discard the associated message data
+    // before sending the appropriate 5XX or 4XX code".
+    let mut c = ehlo_with(with(|c| c.limits.message_size = Some(10)));
+    assert_eq!(c.send(b"BDAT 6 LAST\r\n"), "");
+    assert_eq!(c.send(b"012"), "");
+    assert_eq!(
+        c.send(b"345NOOP\r\n"),
+        "503 5.5.1 Error: need MAIL command\r\n250 2.0.0 OK\r\n"
+    );
+    begin(&mut c);
+    assert_eq!(c.send(b"BDAT 12 LAST\r\n0123456789"), "");
+    assert_eq!(c.send(b"ab"), "552 5.3.4 Error: Too much mail data\r\n");
+    // A session that ends before the chunk arrived never gets the held reply.
+    assert_eq!(c.send(b"BDAT 5 LAST\r\n"), "");
+    assert_eq!(
+        c.wait(180_000),
+        "421 4.4.2 fqdn.example Error: timeout exceeded\r\n"
+    );
+    assert!(c.is_closed());
+}
+
+#[test]
 fn bdat_over_the_size_limit_is_552_and_skipped() {
     let mut c = ehlo_with(with(|c| c.limits.message_size = Some(10)));
     begin(&mut c);
