@@ -706,12 +706,17 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Err(_) => None,
         };
         let chunk = match parsed {
-            Ok(Command::Bdat { size, .. }) => Some(size),
+            Ok(Command::Bdat { size, .. }) if self.config.extensions.chunking => Some(size),
             _ => None,
         };
         if self.refused && !matches!(parsed, Ok(Command::Quit)) {
             if self.count_bad_command() {
-                self.refuse(&replies::SESSION_REFUSED, chunk);
+                let refused = match verb {
+                    // RFC 2034 3: no enhanced code on a reply to HELO or EHLO.
+                    Some(Verb::Helo | Verb::Ehlo) => without_enhanced(replies::SESSION_REFUSED),
+                    _ => replies::SESSION_REFUSED,
+                };
+                self.refuse(&refused, chunk);
             }
             return;
         }
@@ -1012,8 +1017,11 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
         match pending {
             Pending::Connect => match custom {
                 Some(reply) if !accepted => {
-                    // RFC 5321 3.1: after a 554 greeting, wait for QUIT (421 closes at once).
-                    self.reply(&reply);
+                    // RFC 5321 3.1, 4.3.2: a refusing greeting is 554, after which the session
+                    // waits for QUIT, or 421, which closes at once (so does a code that is
+                    // no reply at all).
+                    let code = if reply.code / 100 == 5 { 554 } else { 421 };
+                    self.reply(&Reply { code, ..reply });
                     self.refused = true;
                 }
                 Some(reply) => self.reply_plain(&reply),

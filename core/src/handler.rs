@@ -121,9 +121,9 @@ pub struct Context<'a> {
 
 /// The per-connection application logic. Every hook has an accepting default.
 pub trait Handler {
-    /// A client connected. An accepting reply replaces the `220` greeting. `421` closes the
-    /// connection at once; any other refusal (`554`, RFC 5321 3.1) is the greeting, after
-    /// which every command but QUIT gets `503` (and counts as a bad command).
+    /// A client connected. An accepting reply replaces the `220` greeting. A 5xx refusal is
+    /// sent as `554` (RFC 5321 3.1), after which every command but QUIT gets `503` (and
+    /// counts as a bad command); any other refusal is sent as `421` and closes at once.
     async fn connect(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         let _ = cx;
         Verdict::Accept

@@ -1265,14 +1265,17 @@ fn a_refused_session_waits_for_quit() {
     );
     assert_eq!(greeting, "554 No SMTP service here\r\n");
     let refused = "503 5.5.1 Error: this session was refused, only QUIT is accepted\r\n";
-    for command in [
-        "EHLO client.example",
-        "MAIL FROM:<a@b.example>",
-        "NOOP",
-        "XFOO",
-    ] {
+    for command in ["MAIL FROM:<a@b.example>", "NOOP", "XFOO"] {
         assert_eq!(c.cmd(command), refused);
     }
+    // A BDAT chunk is skipped, and answered once read (RFC 3030 2).
+    assert_eq!(c.cmd("BDAT 6"), "");
+    assert_eq!(c.send(b"ab"), "");
+    assert_eq!(c.send(b"cdef"), refused);
+    assert_eq!(
+        c.cmd("EHLO client.example"),
+        "503 Error: this session was refused, only QUIT is accepted\r\n"
+    );
     assert!(!c.is_closed());
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
     assert!(c.is_closed());
@@ -1303,6 +1306,34 @@ fn a_refused_session_waits_for_quit() {
     );
     assert_eq!(greeting, "421 4.3.2 busy\r\n");
     assert!(c.is_closed());
+    // A greeting refusal is 554 or 421 (RFC 5321 4.3.2): other codes are made one of them.
+    for (given, sent, closed) in [
+        (Reply::new(550, (5, 7, 1), "no"), "554 5.7.1 no\r\n", false),
+        (Reply::plain(450, "later"), "421 later\r\n", true),
+        (Reply::plain(99, "odd"), "421 odd\r\n", true),
+    ] {
+        let (c, greeting) = Client::connect_with(
+            config(),
+            Recorder {
+                greeting: Some(given),
+                ..Recorder::default()
+            },
+        );
+        assert_eq!(greeting, sent);
+        assert_eq!(c.is_closed(), closed, "{sent}");
+    }
+    // With CHUNKING off, BDAT is no command: its "size" swallows nothing.
+    let (mut c, _) = Client::connect_with(
+        with(|c| c.extensions.chunking = false),
+        Recorder {
+            greeting: Some(Reply::plain(554, "go away")),
+            ..Recorder::default()
+        },
+    );
+    assert_eq!(
+        c.send(b"BDAT 6\r\nQUIT\r\n"),
+        format!("{refused}221 2.0.0 Bye\r\n")
+    );
     let (_, greeting) = Client::connect_with(
         config(),
         Recorder {
