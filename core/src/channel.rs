@@ -526,10 +526,15 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
         self.reply(&without_enhanced(*reply));
     }
 
-    /// Counts a bad command; answers `reply`, or `421` once over the limit.
+    /// Counts a bad command; answers `reply` (in a refused session, the `503` every command
+    /// but QUIT gets, RFC 5321 3.1), or `421` once over the limit.
     fn bad_command(&mut self, reply: &Reply<'_>) {
         if self.count_bad_command() {
-            self.reply(reply);
+            self.reply(if self.refused {
+                &replies::SESSION_REFUSED
+            } else {
+                reply
+            });
         }
     }
 

@@ -1272,6 +1272,13 @@ fn a_refused_session_waits_for_quit() {
     assert_eq!(c.cmd("BDAT 6"), "");
     assert_eq!(c.send(b"ab"), "");
     assert_eq!(c.send(b"cdef"), refused);
+    // Lines refused before they are parsed get the same 503.
+    assert_eq!(c.send(b"NO\nOP\r\n"), refused);
+    assert_eq!(
+        c.send(format!("{}\r\n", "x".repeat(600)).as_bytes()),
+        refused
+    );
+    assert_eq!(c.send(b"\xff\r\n"), refused);
     assert_eq!(
         c.cmd("EHLO client.example"),
         "503 Error: this session was refused, only QUIT is accepted\r\n"
