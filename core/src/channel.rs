@@ -1014,19 +1014,16 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             // A handler's reply, often passed on from another server, gets a default enhanced
             // code (RFC 2034 3); the greeting's is written as given, HELO/EHLO's without.
             Verdict::Reply(reply) if matches!(pending, Pending::Connect) => {
-                Some(success_code(pending, reply))
+                Some(step_code(pending, reply))
             }
-            Verdict::Reply(reply) => Some(success_code(pending, reply).with_default_enhanced()),
+            Verdict::Reply(reply) => Some(step_code(pending, reply).with_default_enhanced()),
             Verdict::Accept => None,
         };
         match pending {
             Pending::Connect => match custom {
                 Some(reply) if !accepted => {
-                    // RFC 5321 3.1, 4.3.2: a refusing greeting is 554, after which the session
-                    // waits for QUIT, or 421, which closes at once (so does a code that is
-                    // no reply at all).
-                    let code = if reply.code / 100 == 5 { 554 } else { 421 };
-                    self.reply(&Reply { code, ..reply });
+                    // A 554 greeting: the session waits for QUIT (RFC 5321 3.1); 421 closes.
+                    self.reply(&reply);
                     self.refused = true;
                 }
                 Some(reply) => self.reply_plain(&reply),
@@ -1172,14 +1169,19 @@ fn take_octets(remaining: &mut u64, input: &[u8]) -> usize {
     take
 }
 
-/// A handler's positive `reply` to `pending` with the code RFC 5321 4.3.2 gives that step's
-/// success: `220` greeting; `250` HELO/EHLO, MAIL and end of data; `250` or `251` RCPT. The
-/// handler accepted, so the client must read an acceptance the step allows (a `200` or `354`
-/// to RCPT reads as a refusal to most clients, though the recipient was taken). The DATA
-/// reply and replies to the handler's own commands are left alone.
-fn success_code(pending: Pending, reply: Reply<'_>) -> Reply<'_> {
+/// A handler's `reply` to `pending` with a code RFC 5321 4.3.2 allows at that step. An
+/// accepting reply takes the step's success code: `220` greeting; `250` HELO/EHLO, MAIL and
+/// end of data; `250` or `251` RCPT. The handler accepted, so the client must read an
+/// acceptance the step allows (a `200` or `354` to RCPT reads as a refusal to most clients,
+/// though the recipient was taken). A refusing greeting is `554` (5xx) or `421` (anything
+/// else, a code that is no reply at all included). Other refusals, the DATA reply and
+/// replies to the handler's own commands are left alone.
+fn step_code(pending: Pending, reply: Reply<'_>) -> Reply<'_> {
+    let positive = reply.is_positive();
     let code = match pending {
-        _ if !reply.is_positive() => reply.code,
+        Pending::Connect if !positive && reply.code / 100 == 5 => 554,
+        Pending::Connect if !positive => 421,
+        _ if !positive => reply.code,
         Pending::Connect => 220,
         Pending::Hello { .. } | Pending::Mail { .. } | Pending::DataEnd => 250,
         Pending::Rcpt { .. } if reply.code == 251 => 251,
