@@ -380,8 +380,10 @@ impl Visit for Fields<'_> {
     }
 
     /// Values shown with `%` or `?` are written as they format, unless that could be read
-    /// as more than one value (a blank, a quote, `=`, a control character: a recipient like
-    /// `"a outcome=250"@b` must not forge a field); then they are quoted like strings.
+    /// as more than one value or line (a blank, a quote, `=`, a control character: a
+    /// recipient like `"a outcome=250"@b` must not forge a field) or hold non-ASCII (which
+    /// may be a line separator, a C1 control or a bidi override); then they are quoted like
+    /// strings, which escapes all of those.
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
         if field.name() == "message" {
             let _ = write!(self.0, " {value:?}");
@@ -392,7 +394,7 @@ impl Visit for Fields<'_> {
         let _ = write!(self.0, "{value:?}");
         if self.0[start..]
             .bytes()
-            .any(|b| matches!(b, b' ' | b'"' | b'=' | b'\\') || b.is_ascii_control())
+            .any(|b| matches!(b, b'"' | b'=' | b'\\') || !matches!(b, b'!'..=b'~'))
         {
             let written = self.0.split_off(start);
             push_quoted(self.0, &written);
@@ -527,6 +529,8 @@ mod tests {
             tracing::debug!(max = u64::MAX, zero = 0u64, "");
             let forged = "\"a outcome=250\"@b";
             tracing::info!(to = %forged, outcome = %"aborted: Disconnected", plain = %"a@b,c@d");
+            // U+2028 and U+0085 end lines for some readers, U+009B is a terminal's CSI.
+            tracing::info!(to = %"x\u{2028}ERROR@b,y\u{85}z@b,\u{9b}2J@b,é@b");
         });
         let expected = [
             r#"2026-11-28T19:00:05.000123Z  INFO smtpd_linux::logging::tests: message peer=[::1]:2525 from="a@b.example" size=1024 ms=0"#,
@@ -537,6 +541,7 @@ mod tests {
             r#"2026-11-28T19:00:05.000123Z ERROR smtpd_linux::logging::tests: x from="\u{7f}\ttab""#,
             r#"2026-11-28T19:00:05.000123Z DEBUG smtpd_linux::logging::tests:  max=18446744073709551615 zero=0"#,
             r#"2026-11-28T19:00:05.000123Z  INFO smtpd_linux::logging::tests: to="\"a outcome=250\"@b" outcome="aborted: Disconnected" plain=a@b,c@d"#,
+            r#"2026-11-28T19:00:05.000123Z  INFO smtpd_linux::logging::tests: to="x\u{2028}ERROR@b,y\u{85}z@b,\u{9b}2J@b,é@b""#,
         ];
         assert_eq!(lines.lock().unwrap().lines().collect::<Vec<_>>(), expected);
     }
