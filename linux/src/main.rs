@@ -44,11 +44,15 @@ fn run(args: &Args) -> Result<(), String> {
         address: args.lmtp.clone(),
         hostname: config.hostname.to_owned(),
     });
+    let data_timeout = config.timeouts.data_block;
     let builder = Server::builder(config).options(args.options()?);
     match class {
         Class::DebuggingServer => {
-            let envelope = args.debug;
-            serve(builder.build(move |_| Buffered::new(DebuggingServer { envelope })))
+            let printer = DebuggingServer {
+                envelope: args.debug,
+                patience: data_timeout,
+            };
+            serve(builder.build(move |_| Buffered::new(printer)))
         }
         Class::Sink => serve(builder.build(|_| Sink)),
         Class::MailmanProxy => serve(builder.build(move |peer: std::net::SocketAddr| {

@@ -819,6 +819,47 @@ fn shutdown_ends_even_when_a_handler_never_returns() {
 }
 
 #[test]
+fn a_stdout_nobody_reads_gets_451_and_refused_messages_are_never_printed() {
+    // DebuggingServer waits for stdout at most the data timeout.
+    let (mut child, addr) = start_holding(Held::Stdout, &["--data-timeout", "2"]);
+    let send = |subject: &str, lines: usize| {
+        let mut client = Client::connect(addr);
+        client.set_read_timeout(Duration::from_secs(10));
+        client.reply();
+        client.envelope("a@example.org", &["b@example.org"]);
+        client.expect("DATA", "354 ");
+        let body = ("z".repeat(98) + "\r\n").repeat(lines);
+        client.send(format!("Subject: {subject}\r\n\r\n{body}.\r\n").as_bytes());
+        client
+    };
+    // More than the pipe holds: printing stalls part way.
+    let mut stuck = send("stuck", 4000);
+    let mut waiting = send("waiting", 1);
+    let started = Instant::now();
+    let reply = stuck.reply();
+    assert!(reply.starts_with("451 4.3.0 "), "{reply:?}");
+    let reply = waiting.reply();
+    assert!(reply.starts_with("451 4.3.0 "), "{reply:?}");
+    assert_between(
+        started.elapsed(),
+        1.5,
+        6.0,
+        "451 to the message waiting for its turn",
+    );
+    stuck.expect("NOOP", "250 ");
+
+    let stdout = read_all(child.stdout.take().unwrap());
+    let mut client = send("printed", 1);
+    assert!(client.reply().starts_with("250 "));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let printed = String::from_utf8(stdout.join().unwrap()).unwrap();
+    assert!(printed.contains("b'Subject: stuck'"));
+    assert!(printed.contains("b'Subject: printed'"));
+    assert!(!printed.contains("b'Subject: waiting'"), "{printed}");
+}
+
+#[test]
 fn a_thread_without_io_uring_leaves_its_connections_to_the_others() {
     // Unprivileged, with 128 KiB of locked memory: one thread's io_uring fits, not four.
     let setpriv = Command::new("setpriv").arg("--version").output();

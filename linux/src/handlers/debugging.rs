@@ -5,24 +5,110 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, LazyLock};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use crate::message::{Message, OwnedReply, ProcessMessage};
 
 /// Prints every message between `---------- MESSAGE FOLLOWS ----------` and
 /// `------------ END MESSAGE ------------`.
-#[derive(Clone, Copy, Debug, Default)]
+///
+/// Messages are printed whole and in order, a piece of at most 64 KiB at a time, so a
+/// session holds no more than its message and one piece of text. A message that cannot be
+/// printed within `patience` (stdout nobody reads) gets `451`; one whose session ends
+/// while it waits is not printed.
+#[derive(Clone, Copy, Debug)]
 pub struct DebuggingServer {
     /// Also print the envelope (`-d`).
     pub envelope: bool,
+    /// How long a message may wait for its turn and for stdout (the binary uses the data
+    /// timeout).
+    pub patience: Duration,
+}
+
+impl Default for DebuggingServer {
+    fn default() -> Self {
+        DebuggingServer {
+            envelope: false,
+            patience: Duration::from_secs(180),
+        }
+    }
 }
 
 impl DebuggingServer {
     /// The text printed for `message`.
     pub fn render(&self, message: &Message<'_>) -> String {
         let mut out = String::new();
+        let mut rendering = Rendering::new(self.envelope, message);
+        while rendering.fill(&mut out) {}
+        out
+    }
+}
+
+impl ProcessMessage for DebuggingServer {
+    async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
+        let printing = print(Rendering::new(self.envelope, message));
+        match compio::time::timeout(self.patience, printing).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(OwnedReply::new(
+                451,
+                (4, 3, 0),
+                "Error: could not print message",
+            )),
+        }
+    }
+}
+
+/// Octets of text rendered and handed to the printer thread at a time.
+const PIECE: usize = 64 * 1024;
+
+/// The printed text of one message, produced a piece at a time.
+struct Rendering<'a> {
+    envelope: bool,
+    message: &'a Message<'a>,
+    lines: PythonLines<'a>,
+    started: bool,
+    in_headers: bool,
+}
+
+impl<'a> Rendering<'a> {
+    fn new(envelope: bool, message: &'a Message<'a>) -> Self {
+        Rendering {
+            envelope,
+            message,
+            lines: PythonLines::new(message.data),
+            started: false,
+            in_headers: true,
+        }
+    }
+
+    /// Appends the next part of the text to `out`, up to about [`PIECE`] octets; false
+    /// once the text is complete.
+    fn fill(&mut self, out: &mut String) -> bool {
+        if !self.started {
+            self.started = true;
+            self.start(out);
+        }
+        while out.len() < PIECE {
+            let Some(line) = self.lines.next() else {
+                out.push_str("------------ END MESSAGE ------------\n");
+                return false;
+            };
+            if self.in_headers && line.is_empty() {
+                let ip = self.message.peer.map(|p| p.ip().to_string());
+                let peer = format!("X-Peer: {}", ip.unwrap_or_default());
+                let _ = writeln!(out, "{}", python_bytes_repr(peer.as_bytes()));
+                self.in_headers = false;
+            }
+            let _ = writeln!(out, "{}", python_bytes_repr(line));
+        }
+        true
+    }
+
+    fn start(&self, out: &mut String) {
+        let message = self.message;
         if self.envelope {
             let _ = writeln!(out, "X-Envelope-From: <{}>", message.mailfrom);
             for rcpt in message.rcpttos {
@@ -39,104 +125,98 @@ impl DebuggingServer {
         if !options.is_empty() {
             let _ = writeln!(out, "mail options: [{}]", options.join(", "));
         }
-        let mut in_headers = true;
-        let data = python_received_data(message.data);
-        for line in split_lines(&data) {
-            if in_headers && line.is_empty() {
-                let ip = message.peer.map(|p| p.ip().to_string()).unwrap_or_default();
-                let peer = format!("X-Peer: {ip}");
-                let _ = writeln!(out, "{}", python_bytes_repr(peer.as_bytes()));
-                in_headers = false;
-            }
-            let _ = writeln!(out, "{}", python_bytes_repr(line));
-        }
-        out.push_str("------------ END MESSAGE ------------\n");
-        out
     }
 }
 
-impl ProcessMessage for DebuggingServer {
-    async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
-        print(self.render(message))
-            .await
-            .map_err(|_| OwnedReply::new(451, (4, 3, 0), "Error: could not print message"))
-    }
-}
+/// A piece of text for the printer thread, with the print turn it holds while writing and
+/// where to hand both back.
+type Piece = (
+    String,
+    Turn,
+    oneshot::Sender<(io::Result<()>, String, Turn)>,
+);
 
-/// A message's text and who waits for it to be printed.
-type PrintJob = (String, oneshot::Sender<io::Result<()>>);
+/// The right to print: one message at a time, in the order sessions asked for it.
+type Turn = OwnedMutexGuard<()>;
 
-/// Prints `text` to stdout from one printer thread, whole and in arrival order. A stdout
-/// nobody reads holds up only the sessions whose messages wait to be printed, never a
-/// serving thread.
-async fn print(text: String) -> io::Result<()> {
-    static PRINTER: OnceLock<mpsc::Sender<PrintJob>> = OnceLock::new();
-    let printer = PRINTER.get_or_init(|| {
-        let (jobs, queue) = mpsc::channel::<PrintJob>();
+/// Prints `rendering` to stdout from one printer thread. A session waits for its turn, then
+/// hands over one piece at a time together with the turn: the thread gives the turn back
+/// only once the piece is written, so at most one piece is ever queued, and a stdout
+/// nobody reads holds up only the sessions waiting to print, never a serving thread.
+async fn print(mut rendering: Rendering<'_>) -> io::Result<()> {
+    static TURNS: LazyLock<Arc<Mutex<()>>> = LazyLock::new(Default::default);
+    static PRINTER: LazyLock<mpsc::Sender<Piece>> = LazyLock::new(|| {
+        let (pieces, queue) = mpsc::channel::<Piece>();
         std::thread::Builder::new()
             .name("smtpd-stdout".into())
             .spawn(move || {
-                for (text, printed) in queue {
+                for (text, turn, printed) in queue {
                     let mut stdout = io::stdout().lock();
                     let result = stdout
                         .write_all(text.as_bytes())
                         .and_then(|()| stdout.flush());
-                    let _ = printed.send(result);
+                    // A session that has gone drops the turn here: the next one goes on.
+                    let _ = printed.send((result, text, turn));
                 }
             })
             .expect("spawn the stdout printer thread");
-        jobs
+        pieces
     });
-    let (printed, done) = oneshot::channel();
-    printer
-        .send((text, printed))
-        .map_err(|_| io::Error::other("printer thread gone"))?;
-    done.await
-        .unwrap_or_else(|_| Err(io::Error::other("printer thread gone")))
-}
-
-/// The data as Python's `SMTPChannel` hands it on: without the CRLF that ends the last
-/// line (Python counts it as part of the `CRLF.CRLF` terminator), and with every other
-/// CRLF turned into LF.
-fn python_received_data(data: &[u8]) -> Vec<u8> {
-    let data = data.strip_suffix(b"\r\n").unwrap_or(data);
-    let mut received = Vec::with_capacity(data.len());
-    let mut rest = data;
-    while let Some(at) = rest.windows(2).position(|pair| pair == b"\r\n") {
-        received.extend_from_slice(&rest[..at]);
-        received.push(b'\n');
-        rest = &rest[at + 2..];
-    }
-    received.extend_from_slice(rest);
-    received
-}
-
-/// Python's `bytes.splitlines()`: lines end at LF, CR or CRLF; no empty last line.
-fn split_lines(data: &[u8]) -> Vec<&[u8]> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'\n' => {
-                lines.push(&data[start..i]);
-                start = i + 1;
-            }
-            b'\r' => {
-                lines.push(&data[start..i]);
-                if data.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                start = i + 1;
-            }
-            _ => {}
+    let gone = || io::Error::other("printer thread gone");
+    let mut turn = TURNS.clone().lock_owned().await;
+    let mut text = String::with_capacity(PIECE + 1024);
+    loop {
+        text.clear();
+        let more = rendering.fill(&mut text);
+        let (printed, done) = oneshot::channel();
+        PRINTER.send((text, turn, printed)).map_err(|_| gone())?;
+        let result;
+        (result, text, turn) = done.await.map_err(|_| gone())?;
+        result?;
+        if !more {
+            return Ok(());
         }
-        i += 1;
     }
-    if start < data.len() {
-        lines.push(&data[start..]);
+}
+
+/// The lines Python's `DebuggingServer` prints: the data as `SMTPChannel` hands it on
+/// (without the CRLF that ends the last line, which Python counts as part of the
+/// `CRLF.CRLF` terminator; every other CRLF turned into LF), split by `bytes.splitlines()`
+/// (at LF, CR or CRLF; no empty last line). Borrowed from the data, nothing copied.
+struct PythonLines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> PythonLines<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        PythonLines {
+            rest: data.strip_suffix(b"\r\n").unwrap_or(data),
+        }
     }
-    lines
+}
+
+impl<'a> Iterator for PythonLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let rest = self.rest;
+        let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+            self.rest = &[];
+            return Some(rest);
+        };
+        let after = &rest[at + 1..];
+        // CRLF is Python's LF; so is LF; a CR before either is one line end with it.
+        let skip = match (rest[at], after) {
+            (b'\r', [b'\n', ..]) => 1,
+            (b'\r', [b'\r', b'\n', ..]) => 2,
+            _ => 0,
+        };
+        self.rest = &after[skip..];
+        Some(&rest[..at])
+    }
 }
 
 /// Python's `repr(bytes)`: `b'...'`, double quotes when the bytes hold `'` but no `"`.
@@ -229,7 +309,11 @@ mod tests {
                 "{data:?}"
             );
         }
-        let with_envelope = DebuggingServer { envelope: true }.render(&message);
+        let with_envelope = DebuggingServer {
+            envelope: true,
+            ..DebuggingServer::default()
+        }
+        .render(&message);
         assert!(with_envelope.starts_with("X-Envelope-From: <a@b>\nX-Envelope-To: <c@d>\n---"));
     }
 }
