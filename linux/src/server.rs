@@ -190,7 +190,8 @@ impl<F: HandlerFactory> Server<F> {
         })
     }
 
-    /// Serves until shut down and every session has ended.
+    /// Serves until shut down and every session has ended. Fails if no thread could serve
+    /// (or one panicked); a thread that could not is logged and leaves its share to the others.
     pub fn run(self) -> io::Result<()> {
         let connections = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = self
@@ -228,15 +229,20 @@ impl<F: HandlerFactory> Server<F> {
                     })
             })
             .collect::<io::Result<_>>()?;
-        let mut result = Ok(());
+        // A thread that could not serve was logged, and the others took its connections:
+        // the server failed only if none served.
+        let (mut served, mut failure) = (false, None);
         for thread in threads {
             match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => result = Err(error),
-                Err(_) => result = Err(io::Error::other("worker thread panicked")),
+                Ok(Ok(())) => served = true,
+                Ok(Err(error)) => failure = failure.or(Some(error)),
+                Err(_) => return Err(io::Error::other("worker thread panicked")),
             }
         }
-        result
+        match failure {
+            Some(error) if !served => Err(error),
+            _ => Ok(()),
+        }
     }
 }
 

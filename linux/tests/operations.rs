@@ -893,10 +893,13 @@ fn a_thread_without_io_uring_leaves_its_connections_to_the_others() {
         client.expect("QUIT", "221 ");
     }
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
+    let status = server.wait().unwrap();
     let log = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
     assert!(
         log.contains("serving thread failed") && log.contains("ulimit -l"),
         "{log}"
     );
+    // The server as a whole served, and stopped as asked.
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("smtpd: error"), "{log}");
 }
