@@ -132,9 +132,9 @@ async fn converse<H: Handler>(
     loop {
         match replies.write(session, output, grace_until.get()).await {
             Ok(buffer) => output = buffer,
-            Err(()) => {
+            Err(ended) => {
                 session.handle_disconnect().await;
-                return Outcome::Disconnected;
+                return ended;
             }
         }
         if session.is_closed() {
@@ -309,14 +309,15 @@ struct Replies<'a> {
 impl Replies<'_> {
     /// Writes all pending session output; returns the buffer for reuse. Replies are small
     /// and the socket almost always has room, so one `send` goes first; what it cannot take
-    /// goes through the ring. Fails on a write error, or when the peer leaves the replies
-    /// unread for `patience` (or past the end of the grace period).
+    /// goes through the ring. Fails on a write error (`Disconnected`), or when the peer
+    /// leaves the replies unread for `patience` (`TimedOut`) or past the end of the grace
+    /// period (`Shutdown`).
     async fn write<H: Handler>(
         &self,
         session: &mut ServerSession<H>,
         mut buffer: Vec<u8>,
         grace_until: Option<StdInstant>,
-    ) -> Result<Vec<u8>, ()> {
+    ) -> Result<Vec<u8>, Outcome> {
         let Replies {
             stream,
             peer,
@@ -341,14 +342,16 @@ impl Replies<'_> {
         alarm.set(Some(give_up));
         let mut writer = stream;
         let mut write = pin!(writer.write_all(buffer));
-        let done = poll_fn(|cx| {
+        let buffer = poll_fn(|cx| {
             if let Poll::Ready(BufResult(result, buffer)) = write.as_mut().poll(cx) {
-                return Poll::Ready(result.ok().map(|()| buffer));
+                return Poll::Ready(result.map(|()| buffer).or(Err(Outcome::Disconnected)));
             }
-            alarm.poll_fired(cx).map(|()| None)
+            alarm.poll_fired(cx).map(|()| match grace_until {
+                Some(grace) if grace <= give_up => Err(Outcome::Shutdown),
+                _ => Err(Outcome::TimedOut),
+            })
         })
-        .await;
-        let buffer = done.ok_or(())?;
+        .await?;
         session.consume_output(written);
         Ok(buffer)
     }

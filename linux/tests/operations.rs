@@ -541,6 +541,16 @@ fn a_peer_that_never_reads_cannot_starve_others() {
     let fds = server.open_fds();
     let dropped = eventually(Duration::from_secs(6), || server.open_fds() < fds);
     assert!(dropped, "the flooding connection is still open");
+    // Logged as the timeout it is, not as a client that left.
+    let timed_out = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(" session ") && l.contains("outcome=TimedOut"))
+    };
+    assert!(
+        server.stderr.wait_for(Duration::from_secs(2), timed_out),
+        "{}",
+        server.stderr.text()
+    );
 }
 
 /// A child process that is killed and reaped however the test ends.
