@@ -75,7 +75,7 @@ pub struct Args {
     /// the choice: no SMTP smuggling. (BDAT chunks are counted octets, taken as sent.)
     #[arg(long, value_enum, default_value_t = BareNewlines::Normalize)]
     pub bare_newline: BareNewlines,
-    /// Seconds sessions may continue after SIGINT/SIGTERM before `421`.
+    /// Seconds sessions may continue after SIGINT/SIGTERM/SIGHUP before `421`.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

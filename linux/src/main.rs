@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smtpd_linux::cli::{Args, Class, LogFormat};
 use smtpd_linux::handlers::{DebuggingServer, Maildir, MailmanProxy, PureProxy, Sink, Upstream};
@@ -75,7 +75,7 @@ fn run(args: &Args) -> Result<(), String> {
 fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), String> {
     let server = server.map_err(|e| format!("cannot listen: {e}"))?;
     let shutdown = server.shutdown_handle().map_err(|e| e.to_string())?;
-    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
+    let mut signals = Signals::new(stop_signals()).map_err(|e| e.to_string())?;
     std::thread::spawn(move || {
         let mut signals = signals.forever();
         if signals.next().is_some() {
@@ -88,6 +88,22 @@ fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), St
     });
     tracing::info!(addr = %server.local_addr(), "listening");
     server.run().map_err(|e| e.to_string())
+}
+
+/// The signals that start a graceful shutdown: SIGINT, SIGTERM, and SIGHUP (the terminal
+/// went away) unless it is ignored, as under `nohup`.
+fn stop_signals() -> Vec<i32> {
+    // SAFETY: a query (no new action); `old` is a valid sigaction to fill in.
+    let hangup_ignored = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    };
+    let mut signals = vec![SIGINT, SIGTERM];
+    if !hangup_ignored {
+        signals.push(SIGHUP);
+    }
+    signals
 }
 
 /// Logs go to stderr through a batching writer (see [`BatchedStderr`]).

@@ -194,7 +194,7 @@ fn shutdown_grace_ends_stalled_transaction() {
     let mut server = Server::maildir(&["--shutdown-grace", "1"]);
     let mut stalled = server.client();
     stalled.envelope("stalled@example.org", &["rcpt@example.org"]);
-    grace_period_ends_the_session(&mut server, &mut stalled);
+    grace_period_ends_the_session(&mut server, &mut stalled, libc::SIGTERM);
 }
 
 #[test]
@@ -204,13 +204,14 @@ fn shutdown_grace_ends_stalled_data() {
     stalled.envelope("stalled@example.org", &["rcpt@example.org"]);
     stalled.expect("DATA", "354 ");
     stalled.send(b"Subject: never finished\r\n\r\nhalf");
-    grace_period_ends_the_session(&mut server, &mut stalled);
+    // A hangup (the terminal closed) stops the server like SIGTERM.
+    grace_period_ends_the_session(&mut server, &mut stalled, libc::SIGHUP);
 }
 
-/// SIGTERM with a 1 s grace: the stalled session gets `421 4.3.2` after about a second and is
-/// closed, the server exits 0, and nothing of the unfinished transaction is delivered.
-fn grace_period_ends_the_session(server: &mut Server, stalled: &mut Client) {
-    server.signal(libc::SIGTERM);
+/// `signal` with a 1 s grace: the stalled session gets `421 4.3.2` after about a second and
+/// is closed, the server exits 0, and nothing of the unfinished transaction is delivered.
+fn grace_period_ends_the_session(server: &mut Server, stalled: &mut Client, signal: i32) {
+    server.signal(signal);
     let signalled = Instant::now();
     stalled.set_read_timeout(Duration::from_secs(10));
     let reply = stalled.reply();
@@ -867,6 +868,31 @@ fn a_stdout_nobody_reads_gets_451_and_refused_messages_are_never_printed() {
     assert!(printed.contains("b'Subject: stuck'"));
     assert!(printed.contains("b'Subject: printed'"));
     assert!(!printed.contains("b'Subject: waiting'"), "{printed}");
+}
+
+#[test]
+fn a_hangup_is_ignored_under_nohup() {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    // As `nohup` starts it: SIGHUP ignored, which the server keeps.
+    let mut child = Reaped(
+        Command::new("sh")
+            .args(["-c", &format!("trap '' HUP; exec {BIN} -c Sink {addr}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(common::wait_until_accepts(addr, Duration::from_secs(10)));
+    let mut client = Client::connect(addr);
+    client.set_read_timeout(Duration::from_secs(2));
+    client.reply();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    thread::sleep(Duration::from_millis(300));
+    client.expect("NOOP", "250 ");
+    assert!(child.try_wait().unwrap().is_none(), "stopped by SIGHUP");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(client.reply().get(..4), Some("421 "));
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]
