@@ -7,7 +7,8 @@
 //!
 //! Invariant: whatever the reply holds, the bytes written are well-formed reply lines: a code
 //! outside 2xx-5xx is sent as `451 4.3.0`, an enhanced code agrees with the reply code
-//! ([`EnhancedCode::for_reply`]), control characters are replaced by `?`, each line is at
+//! ([`EnhancedCode::for_reply`]), the text is printable US-ASCII (RFC 5321 4.2: control
+//! characters and non-ASCII, such as a client's UTF-8 echoed back, become `?`), each line is at
 //! most [`MAX_REPLY_LINE`] octets including CRLF (RFC 5321 4.5.3.1.5), and a reply that does
 //! not fit the buffer is cut at a line boundary, never in the middle of a line.
 
@@ -239,23 +240,18 @@ impl<const N: usize> Line<'_, N> {
         self.push_bytes(&digits[at..]);
     }
 
-    /// Appends text, replacing control characters (CR, LF, NUL, ...) by `?` and cutting at
-    /// a character boundary at the line limit.
+    /// Appends text, replacing each character that is not printable US-ASCII (CR, LF, NUL,
+    /// but also UTF-8: RFC 5321 4.2's `textstring`) by `?`, and cutting at the line limit.
     fn push_text(&mut self, text: &str) {
         if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return self.push_bytes(text.as_bytes());
         }
         for ch in text.chars() {
-            let ch = if ch.is_control() { '?' } else { ch };
-            let mut utf8 = [0; 4];
-            let encoded = ch.encode_utf8(&mut utf8).as_bytes();
-            if self.out.len() + encoded.len() > self.limit {
+            if self.overflow || self.out.len() >= self.limit {
                 return;
             }
-            self.push_bytes(encoded);
-            if self.overflow {
-                return;
-            }
+            let printable = ch.is_ascii() && !ch.is_ascii_control();
+            self.push_bytes(&[if printable { ch as u8 } else { b'?' }]);
         }
     }
 }

@@ -133,6 +133,10 @@ fn check_replies(out: &[u8]) -> Result<(), String> {
         if line.contains(['\r', '\n']) {
             return Err(format!("bare CR/LF in {line:?}"));
         }
+        // RFC 5321 4.2: reply text is printable US-ASCII (`textstring`).
+        if !line.bytes().all(|b| matches!(b, b' '..=b'~')) {
+            return Err(format!("not printable US-ASCII: {line:?}"));
+        }
         if b.len() + 2 > 512 {
             return Err(format!("reply line of {} octets", b.len() + 2));
         }

@@ -83,6 +83,12 @@ fn assert_well_formed(out: &[u8]) {
     if text.is_empty() {
         return;
     }
+    // RFC 5321 4.2: reply text is printable US-ASCII (`textstring`).
+    assert!(
+        text.bytes()
+            .all(|b| matches!(b, b' '..=b'~' | b'\r' | b'\n')),
+        "reply octets that are not printable US-ASCII: {text:?}"
+    );
     assert!(text.ends_with("\r\n"), "output ends mid-line: {text:?}");
     let mut open: Option<&str> = None;
     for line in text.split_terminator("\r\n") {
@@ -1791,6 +1797,11 @@ fn vrfy_and_expn() {
     assert_eq!(c.cmd("VRFY smith"), cannot);
     assert_eq!(c.cmd("VRFY"), "501 5.5.4 Syntax: VRFY <address>\r\n");
     assert_eq!(c.cmd("VRFY <bad"), "501 5.1.3 Could not VRFY <bad\r\n");
+    // Echoed client text stays US-ASCII (RFC 5321 4.2 `textstring`).
+    assert_eq!(c.cmd("VRFY jö<rg"), "501 5.1.3 Could not VRFY j?<rg\r\n");
+    let unknown = c.cmd("FÖÖ bar");
+    assert!(unknown.starts_with("500 "), "{unknown:?}");
+    assert_well_formed(unknown.as_bytes());
     assert_eq!(c.cmd("EXPN staff"), "502 5.5.1 EXPN not implemented\r\n");
     assert_eq!(c.cmd("EXPN"), "502 5.5.1 EXPN not implemented\r\n");
     // RFC 6531 3.7.4.2: VRFY may carry SMTPUTF8 (curl sends it whenever it is offered).
