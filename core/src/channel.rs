@@ -19,7 +19,7 @@ use core::fmt;
 use core::net::SocketAddr;
 
 use crate::address::{parse_user, AddressError};
-use crate::command::{split_verb, Command, CommandError, Params, Verb};
+use crate::command::{self, split_verb, Command, CommandError, Params, Verb};
 #[cfg(doc)]
 use crate::config::BareNewline;
 use crate::config::Config;
@@ -711,9 +711,11 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Err(_) => None,
         };
         let chunk = match parsed {
-            Ok(Command::Bdat { size, .. }) if self.config.extensions.chunking => Some(size),
+            Ok(Command::Bdat { size, .. }) => Some(size),
+            Err(CommandError::Syntax(Verb::Bdat)) => command::readable_chunk_size(line),
             _ => None,
-        };
+        }
+        .filter(|_| self.config.extensions.chunking);
         if self.refused && !matches!(parsed, Ok(Command::Quit)) {
             if self.count_bad_command() {
                 let refused = match verb {
@@ -735,10 +737,11 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             }
             Err(CommandError::Syntax(verb)) => {
                 let reply = replies::syntax_error(verb, extended);
-                if matches!(verb, Verb::Helo | Verb::Ehlo) {
-                    self.bad_command(&without_enhanced(reply))
-                } else {
-                    self.bad_command(&reply)
+                match verb {
+                    Verb::Helo | Verb::Ehlo => self.bad_command(&without_enhanced(reply)),
+                    // A malformed BDAT with a readable size: its chunk is skipped first.
+                    _ if self.count_bad_command() => self.refuse(&reply, chunk),
+                    _ => {}
                 }
             }
             Err(CommandError::Parameters(verb)) => {

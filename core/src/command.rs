@@ -267,6 +267,17 @@ fn parse_bdat(arg: &str) -> Option<Command<'_>> {
     Some(Command::Bdat { size, last })
 }
 
+/// The chunk size of a malformed BDAT line whose size is still readable (`BDAT 4 FIRST`):
+/// the refused chunk's octets can then be skipped rather than read as commands.
+pub fn readable_chunk_size(line: &str) -> Option<u64> {
+    let (verb, arg) = line.split_once(' ')?;
+    let size = arg.split(' ').next()?;
+    let digits = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit());
+    (verb.eq_ignore_ascii_case("BDAT") && digits)
+        .then(|| size.parse().ok())
+        .flatten()
+}
+
 /// ESMTP parameters of MAIL or RCPT (RFC 5321 4.1.2 `Mail-parameters`), unparsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -498,5 +509,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn readable_chunk_size_of_malformed_bdat() {
+        assert_eq!(readable_chunk_size("BDAT 4 FIRST"), Some(4));
+        assert_eq!(readable_chunk_size("bdat 10 last now"), Some(10));
+        for unreadable in ["BDAT", "BDAT x", "BDAT +4", "BDAT -1", "BDAT  4", "NOOP 4"] {
+            assert_eq!(readable_chunk_size(unreadable), None, "{unreadable}");
+        }
+        assert_eq!(readable_chunk_size("BDAT 99999999999999999999999 x"), None);
     }
 }

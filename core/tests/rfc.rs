@@ -1729,13 +1729,17 @@ fn bdat_handler_refusal_and_syntax() {
     );
     assert!(c.delivered().is_empty());
     begin(&mut c);
-    for bad in ["BDAT", "BDAT x", "BDAT 1 FIRST", "BDAT -1"] {
-        assert_eq!(
-            c.cmd(bad),
-            "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n",
-            "{bad}"
-        );
+    let syntax = "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n";
+    for bad in ["BDAT", "BDAT x", "BDAT -1", "BDAT +4"] {
+        assert_eq!(c.cmd(bad), syntax, "{bad}");
     }
+    // A malformed BDAT whose size is readable: its chunk is skipped, never run as commands,
+    // and the reply waits for it (RFC 3030 2).
+    assert_eq!(c.send(b"BDAT 4 FIRST\r\nNO"), "");
+    assert_eq!(c.send(b"OP"), syntax);
+    assert_eq!(c.send(b"BDAT 6 last now\r\nQUIT\r\n"), syntax);
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 OK\r\n");
+    assert!(c.delivered().is_empty());
 }
 
 #[test]
