@@ -145,7 +145,8 @@ pub(crate) struct Alarm {
 }
 
 impl Alarm {
-    /// Sets (or clears) the deadline; a fired alarm that was not yet seen stays fired.
+    /// Sets (or clears) the deadline. An earlier deadline's firing that was not yet seen is
+    /// forgotten: a wait armed with this deadline ends at it, never at a stale one.
     pub fn set(&self, at: Option<Instant>) {
         let alarms = &*self.alarms;
         let mut slots = alarms.slots.borrow_mut();
@@ -156,6 +157,7 @@ impl Alarm {
             _ => {}
         }
         slot.at = at;
+        slot.fired = false;
         if at.is_some() && !alarms.ticking.get() {
             alarms.arm(Some(TICK));
         }
@@ -234,6 +236,13 @@ mod tests {
             "a cleared deadline never fires"
         );
         assert!(!alarms.ticking.get());
+        // A firing nobody saw does not end a wait armed later for another deadline.
+        early.set(Some(now + Duration::from_secs(11)));
+        alarms.fire_due(now + Duration::from_secs(11));
+        early.set(Some(now + Duration::from_secs(20)));
+        assert!(early.poll_fired(&mut cx).is_pending(), "a stale firing");
+        alarms.fire_due(now + Duration::from_secs(20));
+        assert!(early.poll_fired(&mut cx).is_ready());
     }
 
     #[test]
