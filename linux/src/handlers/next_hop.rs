@@ -243,6 +243,11 @@ impl NextHop {
     pub(super) async fn start_data(&mut self) -> io::Result<Option<OwnedReply>> {
         let reply = self.command(b"DATA\r\n", patience::DATA_INIT).await?;
         match reply.code {
+            // Octets after the 354 would pass for the reply to content not yet sent.
+            354 if !self.input.is_empty() => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a reply nobody asked for",
+            )),
             354 => Ok(None),
             400.. => Ok(Some(reply)),
             code => Err(io::Error::other(format!("DATA answered with {code}"))),
