@@ -422,9 +422,11 @@ fn a_malformed_upstream_reply_loses_the_transaction() {
     assert_eq!(script.join().unwrap()[0].len(), 2);
 }
 
-/// An upstream for one connection that answers its first `answered` lines (EHLO...) with
-/// `250`, then reads on without answering; returns its address and the lines it got.
-fn upstream_falling_silent(answered: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+/// An upstream for one connection that answers its first lines (EHLO...) with `replies`,
+/// then reads on without answering; returns its address and the lines it got.
+fn upstream_falling_silent(
+    replies: &'static [&'static str],
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let upstream = std::thread::spawn(move || {
@@ -435,8 +437,8 @@ fn upstream_falling_silent(answered: usize) -> (String, std::thread::JoinHandle<
         let mut lines = Vec::new();
         let mut line = String::new();
         while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
-            if lines.len() < answered {
-                writer.write_all(b"250 ok\r\n").unwrap();
+            if let Some(reply) = replies.get(lines.len()) {
+                writer.write_all(reply.as_bytes()).unwrap();
             }
             lines.push(std::mem::take(&mut line).trim_end().to_owned());
         }
@@ -448,7 +450,7 @@ fn upstream_falling_silent(answered: usize) -> (String, std::thread::JoinHandle<
 #[test]
 fn the_client_s_221_does_not_wait_for_the_upstream_s() {
     // An upstream that never answers QUIT: the relay waits up to 5 s for it, on the side.
-    let (addr, upstream) = upstream_falling_silent(2);
+    let (addr, upstream) = upstream_falling_silent(&["250 ok\r\n", "250 ok\r\n"]);
     let relay = Server::relay(&addr, &[]);
     let mut client = relay.client();
     client.expect("EHLO client.example", "250");
@@ -467,7 +469,7 @@ fn the_client_s_221_does_not_wait_for_the_upstream_s() {
 
 #[test]
 fn shutdown_ends_a_session_waiting_on_its_upstream_with_421() {
-    let (addr, upstream) = upstream_falling_silent(2);
+    let (addr, upstream) = upstream_falling_silent(&["250 ok\r\n", "250 ok\r\n"]);
     let mut relay = Server::relay(&addr, &["--shutdown-grace", "1"]);
     let mut client = relay.client();
     client.expect("EHLO client.example", "250");
@@ -495,6 +497,42 @@ fn shutdown_ends_a_session_waiting_on_its_upstream_with_421() {
 }
 
 #[test]
+fn shutdown_ends_a_session_waiting_on_its_upstream_past_its_own_deadline() {
+    // The upstream never answers the end of data. The shutdown starts while the session's
+    // data timeout (1 s) is nearer than the grace period's end (3 s); the wait for the
+    // upstream outlasts that timeout, and the grace period's end still ends it with 421.
+    const OK: &str = "250 ok\r\n";
+    let (addr, _upstream) = upstream_falling_silent(&[OK, OK, OK, "354 go\r\n"]);
+    let mut relay = Server::relay(&addr, &["--data-timeout", "1", "--shutdown-grace", "3"]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<x@y.example>", "250 ");
+    client.expect("DATA", "354 ");
+    client.send(b"Subject: stuck upstream\r\n\r\nbody\r\n");
+    relay.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    client.send(b".\r\n");
+    client.set_read_timeout(Duration::from_secs(10));
+    let reply = client.try_reply();
+    assert!(
+        reply.as_deref().is_ok_and(|r| r.starts_with("421 4.3.2 ")),
+        "{reply:?} after {:?}",
+        signalled.elapsed()
+    );
+    let waited = signalled.elapsed();
+    assert!(
+        (Duration::from_millis(2500)..Duration::from_millis(3900)).contains(&waited),
+        "{waited:?}"
+    );
+    let status = relay
+        .wait_exit(Duration::from_secs(5))
+        .expect("smtpd did not exit");
+    assert_eq!(status.code(), Some(0), "{}", relay.stderr.text());
+}
+
+#[test]
 fn an_upstream_reply_nobody_asked_for_loses_the_transaction() {
     // Two replies to MAIL: the second would otherwise pass for the answer to RCPT.
     let (addr, script) =
@@ -505,6 +543,24 @@ fn an_upstream_reply_nobody_asked_for_loses_the_transaction() {
     client.expect("MAIL FROM:<a@b.example>", "250 2.1.0 ok");
     client.expect("RCPT TO:<x@y.example>", "451 4.4.2");
     assert_eq!(script.join().unwrap()[0].len(), 2);
+}
+
+#[test]
+fn a_reply_riding_on_the_upstream_s_354_is_not_taken_for_the_end_of_data() {
+    // The 250 would otherwise answer the final dot before the upstream has the content.
+    let (addr, script) = scripted_server(&[&[
+        "250 scripted\r\n",
+        "250 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n",
+        "354 go\r\n250 2.0.0 early\r\n",
+    ]]);
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<x@y.example>", "250 ");
+    client.expect("DATA", "451 4.4.2");
+    assert_eq!(script.join().unwrap()[0].len(), 4);
 }
 
 /// The name the relay gives in EHLO: its greeting's.

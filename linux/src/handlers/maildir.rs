@@ -5,7 +5,8 @@
 //! the client get `250`. The file starts with `X-Envelope-From: <path>` and one
 //! `X-Envelope-To: <path>` line per accepted recipient, followed by the content exactly as
 //! received after dot-unstuffing. A message that is refused, aborted or not stored leaves
-//! no file.
+//! no file, even when its delivery is cancelled part-way (the session ends, the shutdown
+//! grace period runs out): the file is removed unless its delivery completed.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,32 @@ struct OpenMessage {
     name: String,
     written: u64,
     buffer: Vec<u8>,
+    undelivered: Undelivered,
+}
+
+/// A message file whose delivery has not completed: removed when this is dropped (on a
+/// failure, or when the delivery is cancelled), unless [`delivered`](Self::delivered).
+#[derive(Debug)]
+struct Undelivered(Option<PathBuf>);
+
+impl Undelivered {
+    /// The file is now at `path`.
+    fn moved(&mut self, path: PathBuf) {
+        self.0 = Some(path);
+    }
+
+    fn delivered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Undelivered {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Synchronous: a cancelled future cannot await, and unlinking is quick.
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Maildir {
@@ -53,13 +80,24 @@ impl Maildir {
 
     async fn start(&mut self, cx: &Context<'_>) -> io::Result<()> {
         let name = unique_name();
+        let path = self.dir.join("tmp").join(&name);
+        // Armed before the file may exist: a cancelled open removes what it created.
+        let undelivered = Undelivered(Some(path.clone()));
         // Mail is private: readable by the server's user only.
-        let file = compio::fs::OpenOptions::new()
+        let opened = compio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(self.dir.join("tmp").join(&name))
-            .await?;
+            .open(&path)
+            .await;
+        let file = match opened {
+            Ok(file) => file,
+            Err(error) => {
+                // Not created here (it may be somebody else's): leave it.
+                undelivered.delivered();
+                return Err(error);
+            }
+        };
         let mut buffer = Vec::with_capacity(WRITE_SIZE);
         let mailfrom = cx.mailfrom.unwrap_or_default();
         buffer.extend_from_slice(format!("X-Envelope-From: <{mailfrom}>\n").as_bytes());
@@ -71,51 +109,41 @@ impl Maildir {
             name,
             written: 0,
             buffer,
+            undelivered,
         });
         Ok(())
     }
 
+    /// Delivers the open message: on any failure (or cancellation) its file is removed.
     async fn finish(&mut self) -> io::Result<()> {
         let Some(mut message) = self.open.take() else {
             return Err(io::Error::other("no message open"));
         };
-        let result = async {
-            message.flush().await?;
-            message.file.sync_all().await?;
-            Ok::<_, io::Error>(())
-        }
-        .await;
-        let tmp = self.dir.join("tmp").join(&message.name);
-        let _ = message.file.close().await;
-        if let Err(error) = result {
-            let _ = compio::fs::remove_file(&tmp).await;
-            return Err(error);
-        }
-        let delivered = self.dir.join("new").join(&message.name);
-        if let Err(error) = compio::fs::rename(&tmp, &delivered).await {
-            let _ = compio::fs::remove_file(&tmp).await;
-            return Err(error);
-        }
+        message.flush().await?;
+        message.file.sync_all().await?;
+        let OpenMessage {
+            file,
+            name,
+            mut undelivered,
+            ..
+        } = message;
+        let _ = file.close().await;
+        let delivered = self.dir.join("new").join(&name);
+        compio::fs::rename(self.dir.join("tmp").join(&name), &delivered).await?;
         // The rename is durable once the directory is synced. If that fails, the client
         // gets 451 and will send again: the file must not stay behind as a duplicate.
-        let synced = async {
-            let new = File::open(self.dir.join("new")).await?;
-            let synced = new.sync_all().await;
-            let _ = new.close().await;
-            synced
-        }
-        .await;
-        if synced.is_err() {
-            let _ = compio::fs::remove_file(&delivered).await;
-        }
-        synced
+        undelivered.moved(delivered);
+        let new = File::open(self.dir.join("new")).await?;
+        let synced = new.sync_all().await;
+        let _ = new.close().await;
+        synced?;
+        undelivered.delivered();
+        Ok(())
     }
 
-    async fn discard(&mut self) {
-        if let Some(message) = self.open.take() {
-            let _ = message.file.close().await;
-            let _ = compio::fs::remove_file(self.dir.join("tmp").join(&message.name)).await;
-        }
+    /// Drops the open message, if any, and its file.
+    fn discard(&mut self) {
+        self.open = None;
     }
 }
 
@@ -137,7 +165,7 @@ impl OpenMessage {
 
 impl Handler for Maildir {
     async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
-        self.discard().await;
+        self.discard();
         match self.start(cx).await {
             Ok(()) => Verdict::Accept,
             Err(error) => {
@@ -172,7 +200,7 @@ impl Handler for Maildir {
     }
 
     async fn data_abort(&mut self, _: &Context<'_>, _: AbortReason) {
-        self.discard().await;
+        self.discard();
     }
 }
 
@@ -196,4 +224,26 @@ fn unique_name() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undelivered_file_is_removed_wherever_it_went_unless_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        for name in ["dropped", "moved", "delivered"] {
+            std::fs::write(path(name), "x").unwrap();
+        }
+        drop(Undelivered(Some(path("dropped"))));
+        let mut moved = Undelivered(Some(path("moved away")));
+        moved.moved(path("moved"));
+        drop(moved);
+        Undelivered(Some(path("delivered"))).delivered();
+        assert!(!path("dropped").exists());
+        assert!(!path("moved").exists());
+        assert!(path("delivered").exists());
+    }
 }
