@@ -263,3 +263,19 @@ fn a_lost_lmtp_session_is_opened_again_with_the_mail() {
         ]
     );
 }
+
+#[test]
+fn an_lmtp_reply_neither_yes_nor_no_routes_nothing() {
+    // A 3xx to RCPT would be taken as acceptance, with nowhere to send the content.
+    let smtp = Server::maildir(&[]);
+    let (lmtp, script) = scripted_server(&[&["250 lmtp\r\n", "250 2.1.0 ok\r\n", "354 odd\r\n"]]);
+    let proxy = Server::relaying("MailmanProxy", &smtp.addr.to_string(), &["--lmtp", &lmtp]);
+    let mut client = proxy.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<odd@lists.example>", "451 4.4.1");
+    client.expect("DATA", "503 ");
+    client.expect("QUIT", "221 ");
+    assert_eq!(script.join().unwrap()[0].len(), 3);
+    assert!(smtp.files_in("new").is_empty());
+}

@@ -134,11 +134,17 @@ impl MailmanProxy {
             .exchange(&line, patience::COMMAND)
             .await
             .map_err(|_| LISTS_UNAVAILABLE)?;
-        Ok(match self.lists.reply.code {
-            200..=299 => Listed::Yes,
-            550 => Listed::No,
-            _ => Listed::Other,
-        })
+        match self.lists.reply.code {
+            200..=299 => Ok(Listed::Yes),
+            550 => Ok(Listed::No),
+            400..=599 => Ok(Listed::Other),
+            // Neither yes nor no (a 1xx or 3xx): nothing to route by, and out of step.
+            code => {
+                let error = io::Error::other(format!("RCPT answered with {code}"));
+                self.lists.lost(&error);
+                Err(LISTS_UNAVAILABLE)
+            }
+        }
     }
 
     /// Passes this transaction's MAIL to Mailman (opening a session if there is none). If
@@ -158,10 +164,11 @@ impl MailmanProxy {
                 Some(local) => OwnedReply::from_reply(&local),
                 None => {
                     let reply = mail(hop, from, params).await?;
-                    if reply.code == 250 {
-                        return Ok(ListsMail::Accepted);
+                    match reply.code {
+                        200..=299 => return Ok(ListsMail::Accepted),
+                        400..=599 => reply,
+                        code => return Err(io::Error::other(format!("MAIL answered with {code}"))),
                     }
-                    reply
                 }
             };
             // The null reverse-path: what is asked is the recipients, and any sender address
@@ -233,7 +240,9 @@ impl Handler for MailmanProxy {
     async fn data_start(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         match self.route {
             Some(Route::List) => self.lists.data_start(cx).await,
-            _ => self.relay.data_start(cx).await,
+            Some(Route::Relay) => self.relay.data_start(cx).await,
+            // No recipient was routed (cannot happen): never content to a stale transaction.
+            None => Verdict::Reply(LOST),
         }
     }
 
