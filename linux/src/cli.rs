@@ -61,10 +61,10 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_parser = at_least_one::<usize>())]
     pub max_recipients: usize,
     /// Seconds to wait for a command (RFC 5321 4.5.3.2.7).
-    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = at_least_one::<u64>())]
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = seconds(1))]
     pub command_timeout: u64,
     /// Seconds to wait for the next block of message data (RFC 5321 4.5.3.2.5).
-    #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = at_least_one::<u64>())]
+    #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = seconds(1))]
     pub data_timeout: u64,
     /// Longest text line of DATA content, CRLF included (RFC 5321 4.5.3.1.6 says 1000); a
     /// longer one gets `500` after the end of data [default, or 0: no limit, as in Python].
@@ -76,7 +76,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = BareNewlines::Normalize)]
     pub bare_newline: BareNewlines,
     /// Seconds sessions may continue after SIGINT/SIGTERM/SIGHUP before `421`.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = seconds(0))]
     pub shutdown_grace: u64,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -87,6 +87,11 @@ pub struct Args {
 fn at_least_one<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
 ) -> clap::builder::RangedU64ValueParser<T> {
     clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+/// A number of seconds from `min` up to a year (deadlines stay far from overflowing).
+fn seconds(min: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::new().range(min..=365 * 24 * 3600)
 }
 
 /// `--bare-newline` (Postfix's `smtpd_forbid_bare_newline`, whose default since 3.9 is

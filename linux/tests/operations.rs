@@ -383,14 +383,18 @@ fn an_empty_host_listens_on_every_ipv4_interface() {
 
 #[test]
 fn zero_for_a_limit_or_timeout_is_refused_at_startup() {
-    // 0 would refuse every connection, recipient or command, so it is a usage error.
-    for option in [
-        "--max-connections",
-        "--max-recipients",
-        "--command-timeout",
-        "--data-timeout",
+    // 0 would refuse every connection, recipient or command, so it is a usage error; so
+    // are periods of more than a year (deadlines that would overflow the clock).
+    for (option, value) in [
+        ("--max-connections", "0"),
+        ("--max-recipients", "0"),
+        ("--command-timeout", "0"),
+        ("--data-timeout", "0"),
+        ("--command-timeout", "18446744073709551615"),
+        ("--data-timeout", "9223372036854775808"),
+        ("--shutdown-grace", "31536001"),
     ] {
-        let output = run(&[option, "0", "127.0.0.1:0"], Duration::from_secs(10));
+        let output = run(&[option, value, "127.0.0.1:0"], Duration::from_secs(10));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{option}: {stderr}");
         assert!(stderr.contains(option), "{option}: {stderr}");
