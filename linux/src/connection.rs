@@ -241,9 +241,6 @@ impl Work<'_> {
     /// Awaits the handler's `work`; `None` when a shutdown's grace period ended first. The
     /// work is then dropped, and the session must be ended with [`stop`](Self::stop).
     async fn until_stopped<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        // While the handler works the session has no deadline of its own: the alarm holds
-        // only the end of a grace period (or nothing).
-        self.alarm.set(self.grace_until.get());
         let mut work = pin!(work);
         poll_fn(|cx| {
             if let Poll::Ready(done) = work.as_mut().poll(cx) {
@@ -253,7 +250,15 @@ impl Work<'_> {
             if self.grace_until.get().is_none() {
                 return Poll::Pending;
             }
-            self.alarm.poll_fired(cx).map(|()| None)
+            loop {
+                match self.alarm.poll_fired(cx) {
+                    Poll::Ready(()) if self.grace_over() => return Poll::Ready(None),
+                    // The deadline set before the work began: the session has none while its
+                    // handler works, so the wait is now for the grace period's end.
+                    Poll::Ready(()) => self.alarm.set(self.grace_until.get()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
         })
         .await
     }
