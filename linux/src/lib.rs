@@ -12,7 +12,8 @@
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
-//! - [`handlers`]: `DebuggingServer`, `Sink`, `Maildir`; [`logging`]: per-message logs.
+//! - [`handlers`]: `DebuggingServer`, `Sink`, `Maildir`, `PureProxy`, `MailmanProxy`;
+//!   [`logging`]: per-message logs.
 //! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
 //!
 //! Handlers run on the serving thread's runtime: do I/O with the re-exported [`compio`]
