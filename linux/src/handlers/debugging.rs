@@ -15,10 +15,10 @@ use crate::message::{Message, OwnedReply, ProcessMessage};
 /// Prints every message between `---------- MESSAGE FOLLOWS ----------` and
 /// `------------ END MESSAGE ------------`.
 ///
-/// Messages are printed whole and in order, a piece of at most 64 KiB at a time, so a
-/// session holds no more than its message and one piece of text. A message that cannot be
-/// printed within `patience` (stdout nobody reads) gets `451`; one whose session ends
-/// while it waits is not printed.
+/// Messages are printed whole and in order, about 64 KiB of text at a time (a long line
+/// too), so a session holds no more than its message and one piece of text. A message that
+/// cannot be printed within `patience` (stdout nobody reads) gets `451`; one given up on
+/// before its turn is never printed.
 #[derive(Clone, Copy, Debug)]
 pub struct DebuggingServer {
     /// Also print the envelope (`-d`).
@@ -71,6 +71,8 @@ struct Rendering<'a> {
     lines: PythonLines<'a>,
     started: bool,
     in_headers: bool,
+    /// The rest of a line whose bytes literal is being printed, and its quote.
+    line: Option<(&'a [u8], char)>,
 }
 
 impl<'a> Rendering<'a> {
@@ -81,17 +83,31 @@ impl<'a> Rendering<'a> {
             lines: PythonLines::new(message.data),
             started: false,
             in_headers: true,
+            line: None,
         }
     }
 
-    /// Appends the next part of the text to `out`, up to about [`PIECE`] octets; false
-    /// once the text is complete.
+    /// Appends the next part of the text to `out`, about [`PIECE`] octets; false once the
+    /// text is complete.
     fn fill(&mut self, out: &mut String) -> bool {
+        let full = out.len() + PIECE;
         if !self.started {
             self.started = true;
             self.start(out);
         }
-        while out.len() < PIECE {
+        while out.len() < full {
+            if let Some((rest, quote)) = self.line {
+                let (now, later) = rest.split_at(rest.len().min(PIECE / 4));
+                push_escaped(out, now, quote);
+                self.line = if later.is_empty() {
+                    out.push(quote);
+                    out.push('\n');
+                    None
+                } else {
+                    Some((later, quote))
+                };
+                continue;
+            }
             let Some(line) = self.lines.next() else {
                 out.push_str("------------ END MESSAGE ------------\n");
                 return false;
@@ -102,7 +118,10 @@ impl<'a> Rendering<'a> {
                 let _ = writeln!(out, "{}", python_bytes_repr(peer.as_bytes()));
                 self.in_headers = false;
             }
-            let _ = writeln!(out, "{}", python_bytes_repr(line));
+            let quote = python_quote(line);
+            out.push('b');
+            out.push(quote);
+            self.line = Some((line, quote));
         }
         true
     }
@@ -221,14 +240,26 @@ impl<'a> Iterator for PythonLines<'a> {
 
 /// Python's `repr(bytes)`: `b'...'`, double quotes when the bytes hold `'` but no `"`.
 pub fn python_bytes_repr(bytes: &[u8]) -> String {
-    let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = python_quote(bytes);
     let mut out = String::with_capacity(bytes.len() + 3);
     out.push('b');
     out.push(quote);
+    push_escaped(&mut out, bytes, quote);
+    out.push(quote);
+    out
+}
+
+/// The quote `repr(bytes)` puts around `bytes`.
+fn python_quote(bytes: &[u8]) -> char {
+    if bytes.contains(&b'\'') && !bytes.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    }
+}
+
+/// `bytes` as they stand between the quotes of their `repr`.
+fn push_escaped(out: &mut String, bytes: &[u8], quote: char) {
     for &b in bytes {
         match b {
             b'\\' => out.push_str("\\\\"),
@@ -245,8 +276,6 @@ pub fn python_bytes_repr(bytes: &[u8]) -> String {
             }
         }
     }
-    out.push(quote);
-    out
 }
 
 #[cfg(test)]
@@ -309,6 +338,27 @@ mod tests {
                 "{data:?}"
             );
         }
+        // A long line is printed a piece at a time too, and reads the same.
+        let long: Vec<u8> = [b"S: a\r\n\r\n".as_slice(), &[0x80; 300_000], b"'\r\n"].concat();
+        let message = Message {
+            data: &long,
+            ..message
+        };
+        let mut rendering = Rendering::new(false, &message);
+        let (mut whole, mut piece) = (String::new(), String::new());
+        while {
+            piece.clear();
+            let more = rendering.fill(&mut piece);
+            assert!(piece.len() <= 2 * PIECE + 1024, "{}", piece.len());
+            whole.push_str(&piece);
+            more
+        } {}
+        let line = python_bytes_repr(&long[8..long.len() - 2]);
+        assert!(line.starts_with("b\"\\x80") && line.ends_with("\\x80'\""));
+        assert!(whole.ends_with(&format!(
+            "b''\n{line}\n------------ END MESSAGE ------------\n"
+        )));
+        assert_eq!(whole, DebuggingServer::default().render(&message));
         let with_envelope = DebuggingServer {
             envelope: true,
             ..DebuggingServer::default()
