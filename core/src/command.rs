@@ -260,22 +260,28 @@ fn parse_bdat(arg: &str) -> Option<Command<'_>> {
         Some(_) => return None,
         None => (arg, false),
     };
-    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
+    Some(Command::Bdat {
+        size: chunk_size(size)?,
+        last,
+    })
+}
+
+/// `chunk-size = 1*DIGIT` (RFC 3030 2), if it fits a `u64`.
+fn chunk_size(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let size = size.parse().ok()?;
-    Some(Command::Bdat { size, last })
+    text.parse().ok()
 }
 
 /// The chunk size of a malformed BDAT line whose size is still readable (`BDAT 4 FIRST`):
 /// the refused chunk's octets can then be skipped rather than read as commands.
 pub fn readable_chunk_size(line: &str) -> Option<u64> {
     let (verb, arg) = line.split_once(' ')?;
-    let size = arg.split(' ').next()?;
-    let digits = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit());
-    (verb.eq_ignore_ascii_case("BDAT") && digits)
-        .then(|| size.parse().ok())
-        .flatten()
+    if !verb.eq_ignore_ascii_case("BDAT") {
+        return None;
+    }
+    chunk_size(arg.split(' ').next()?)
 }
 
 /// ESMTP parameters of MAIL or RCPT (RFC 5321 4.1.2 `Mail-parameters`), unparsed.
