@@ -1,5 +1,6 @@
 //! `smtpd -c PureProxy` in front of the real MTAs people relay to: a Postfix instance of the
-//! test's own (its `smtpd`, queue and `virtual` delivery into a maildir) and aiosmtpd.
+//! test's own (its `smtpd`, queue and `virtual` delivery into a maildir) and aiosmtpd; and
+//! Postfix's SMTP client relaying into our maildir server.
 //!
 //! Postfix must be installed and the tests run as root (Postfix's master starts as root and
 //! runs its daemons as the `postfix` user). aiosmtpd is imported by `$AIOSMTPD_PYTHON`, else
@@ -20,16 +21,42 @@ use common::{free_port, python, require_tool, Server};
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A Postfix instance with its own configuration, queue and data directories in a temporary
-/// directory, on a free loopback port. It stores mail for `example.com` and `example.org`
-/// (any local part) in the maildir `mail/box/`, relays nowhere else (`554 5.7.1`), leaves
-/// the headers it receives as they are, and stops when dropped.
+/// directory, on a free loopback port. It leaves the headers it receives as they are, and
+/// stops when dropped.
 struct Postfix {
     dir: tempfile::TempDir,
     addr: SocketAddr,
 }
 
 impl Postfix {
-    /// Starts the instance; `settings` are more `main.cf` lines.
+    /// An instance that stores mail for `example.com` and `example.org` (any local part) in
+    /// the maildir `mail/box/` and relays nowhere else (`554 5.7.1`); `settings` are more
+    /// `main.cf` lines.
+    fn storing(settings: &str) -> Postfix {
+        Postfix::start(&format!(
+            "smtpd_relay_restrictions = reject_unauth_destination\n\
+             virtual_mailbox_domains = example.com example.org\n\
+             virtual_mailbox_base = {{root}}/mail\n\
+             virtual_mailbox_maps = static:box/\n\
+             virtual_uid_maps = static:{NOBODY}\n\
+             virtual_gid_maps = static:{NOBODY}\n\
+             {settings}"
+        ))
+    }
+
+    /// An instance that relays all mail from loopback clients to `next_hop`.
+    fn relaying_to(next_hop: SocketAddr) -> Postfix {
+        Postfix::start(&format!(
+            "smtpd_relay_restrictions = permit_mynetworks, reject\n\
+             relayhost = [{}]:{}\n\
+             smtp_dns_support_level = disabled",
+            next_hop.ip(),
+            next_hop.port()
+        ))
+    }
+
+    /// Starts an instance; `settings` are more `main.cf` lines, where `{root}` stands for
+    /// its directory.
     fn start(settings: &str) -> Postfix {
         require_tool("postconf", "mail_version");
         assert_eq!(
@@ -61,17 +88,12 @@ impl Postfix {
                  inet_interfaces = 127.0.0.1\n\
                  inet_protocols = ipv4\n\
                  mynetworks = 127.0.0.0/8\n\
-                 smtpd_relay_restrictions = reject_unauth_destination\n\
                  smtpd_peername_lookup = no\n\
                  local_header_rewrite_clients =\n\
                  alias_maps =\n\
-                 virtual_mailbox_domains = example.com example.org\n\
-                 virtual_mailbox_base = {root}/mail\n\
-                 virtual_mailbox_maps = static:box/\n\
-                 virtual_uid_maps = static:{NOBODY}\n\
-                 virtual_gid_maps = static:{NOBODY}\n\
                  {settings}\n",
                 root = root.display(),
+                settings = settings.replace("{root}", &root.display().to_string()),
             ),
         )
         .unwrap();
@@ -229,7 +251,7 @@ fn relay_to(upstream: SocketAddr) -> Server {
 
 #[test]
 fn postfix_stores_each_message_as_the_client_sent_it() {
-    let postfix = Postfix::start("");
+    let postfix = Postfix::storing("");
     let relay = relay_to(postfix.addr);
     let first = b"From: <s@example.org>\r\nTo: <a@example.com>\r\nSubject: one\r\n\
                   Date: Sun, 29 Nov 2026 12:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\n\
@@ -281,7 +303,7 @@ fn postfix_stores_each_message_as_the_client_sent_it() {
 
 #[test]
 fn a_message_postfix_refuses_is_refused_to_the_client_and_the_session_goes_on() {
-    let postfix = Postfix::start("message_size_limit = 100000");
+    let postfix = Postfix::storing("message_size_limit = 100000");
     let relay = relay_to(postfix.addr);
     let small = b"Subject: small\r\n\r\nfits\r\n";
     let mut client = relay.client();
@@ -304,7 +326,7 @@ fn a_message_postfix_refuses_is_refused_to_the_client_and_the_session_goes_on() 
 
 #[test]
 fn many_clients_through_the_relay_into_postfix_each_message_stored_once() {
-    let postfix = Postfix::start("");
+    let postfix = Postfix::storing("");
     let relay = relay_to(postfix.addr);
     const CLIENTS: usize = 10;
     const EACH: usize = 5;
@@ -338,6 +360,75 @@ fn many_clients_through_the_relay_into_postfix_each_message_stored_once() {
     let mut expected: Vec<&str> = sent.iter().map(String::as_str).collect();
     expected.sort_unstable();
     assert_eq!(subjects, expected, "{}", postfix.log());
+}
+
+/// The content of a message Postfix relayed: its trace field (checked), then the content.
+fn after_postfix_trace(content: &[u8]) -> &[u8] {
+    let text = String::from_utf8_lossy(content);
+    assert!(
+        text.starts_with("Received: from client.example (unknown [127.0.0.1])\r\n\tby upstream.test (Postfix) with "),
+        "{:.500}",
+        text
+    );
+    let end = text.find(" (UTC)\r\n").unwrap() + " (UTC)\r\n".len();
+    &content[end..]
+}
+
+#[test]
+fn postfix_relays_into_our_server() {
+    // Postfix's SMTP client (PIPELINING, SIZE, BODY=8BITMIME, SMTPUTF8) as our client.
+    let ours = Server::maildir(&["-s", "10000000"]);
+    let postfix = Postfix::relaying_to(ours.addr);
+    let mut plain = b"From: <s@example.org>\r\nTo: <a@far.example>\r\nSubject: plain\r\n\
+                      Date: Sun, 29 Nov 2026 12:00:00 +0000\r\nMessage-ID: <p@example.org>\r\n\r\n\
+                      .dot\r\n..two dots\r\n.\r\n\xc3\xa9t\xc3\xa9 8-bit\r\n"
+        .to_vec();
+    for line in 0..2000 {
+        plain.extend_from_slice(format!(".{line:04} of a longer message\r\n").as_bytes());
+    }
+    let international = "From: <j\u{f6}rg@example.org>\r\nTo: <d\u{f6}rte@far.example>\r\n\
+                         Subject: hi\r\nDate: Sun, 29 Nov 2026 12:00:01 +0000\r\n\
+                         Message-ID: <i@example.org>\r\n\r\nGr\u{fc}\u{df}e\r\n";
+    let file = postfix.dir.path().join("plain.eml");
+    std::fs::write(&file, &plain).unwrap();
+    let out = python(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example')
+print(s.sendmail('s@example.org', ['a@far.example', 'b@far.example'],
+                 open(sys.argv[2], 'rb').read(), mail_options=['BODY=8BITMIME']))
+print(s.sendmail('j\u00f6rg@example.org', ['d\u00f6rte@far.example'], sys.argv[3].encode(),
+                 mail_options=['SMTPUTF8', 'BODY=8BITMIME']))
+s.quit()
+"#,
+        &[
+            &postfix.addr.port().to_string(),
+            &file.display().to_string(),
+            international,
+        ],
+    );
+    assert_eq!(out, "{}\n{}\n");
+    let delivered = ours.wait_delivered(2, STORE_PATIENCE);
+    assert_eq!(delivered.len(), 2, "{}", postfix.log());
+    let from = |sender: &str| {
+        delivered
+            .iter()
+            .find(|m| m.mail_from == sender)
+            .unwrap_or_else(|| panic!("nothing from {sender}: {delivered:?}"))
+            .clone()
+    };
+    let (mut plain_one, international_one) = (from("s@example.org"), from("j\u{f6}rg@example.org"));
+    plain_one.rcpt_to.sort();
+    assert_eq!(plain_one.rcpt_to, ["a@far.example", "b@far.example"]);
+    assert!(
+        after_postfix_trace(&plain_one.content) == plain,
+        "content changed on the way"
+    );
+    assert_eq!(international_one.rcpt_to, ["d\u{f6}rte@far.example"]);
+    assert_eq!(
+        after_postfix_trace(&international_one.content),
+        international.as_bytes()
+    );
 }
 
 /// aiosmtpd with a handler that refuses `refused@` recipients (`550`), defers messages with
