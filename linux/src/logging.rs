@@ -170,10 +170,11 @@ impl std::fmt::Display for Traffic<'_> {
 }
 
 /// Log output for busy servers: serving threads append each line to a shared buffer, and a
-/// flusher thread writes it to stderr every 50 ms (sooner past 64 KiB), so logging costs
-/// the serving threads no system call and can never block them: when stderr does not keep
-/// up (a full pipe nobody reads), lines beyond 1 MiB are dropped and counted, and the
-/// count is logged once stderr drains.
+/// flusher thread writes it to stderr 50 ms after the first line (sooner past 64 KiB). So
+/// logging costs the serving threads at most one wake-up of the flusher per batch, never a
+/// write, and can never block them: when stderr does not keep up (a full pipe nobody
+/// reads), lines beyond 1 MiB are dropped and counted, and the count is logged once stderr
+/// drains. With nothing to write the flusher sleeps: an idle server wakes no thread.
 #[derive(Clone, Debug)]
 pub struct BatchedStderr {
     shared: Arc<(Mutex<Pending>, Condvar)>,
@@ -216,11 +217,16 @@ impl BatchedStderr {
     fn write_pending(&self, spare: Vec<u8>, wait: bool) -> Vec<u8> {
         let (lock, wake) = &*self.shared;
         let mut pending = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if wait && pending.buffer.len() < Self::LIMIT {
-            pending = wake
-                .wait_timeout(pending, Self::PERIOD)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        if wait {
+            while pending.buffer.is_empty() {
+                pending = wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+            }
+            if pending.buffer.len() < Self::LIMIT {
+                pending = wake
+                    .wait_timeout(pending, Self::PERIOD)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
         let mut out = std::mem::replace(&mut pending.buffer, spare);
         let dropped = std::mem::take(&mut pending.dropped);
@@ -258,8 +264,9 @@ impl BatchedStderr {
             pending.dropped += 1;
             return;
         }
+        let was_empty = pending.buffer.is_empty();
         pending.buffer.extend_from_slice(bytes);
-        if pending.buffer.len() >= Self::LIMIT {
+        if was_empty || pending.buffer.len() >= Self::LIMIT {
             wake.notify_one();
         }
     }

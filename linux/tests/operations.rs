@@ -508,6 +508,43 @@ fn one_log_line_per_message_and_per_session() {
 /// A client that floods pipelined commands and never reads its replies must not stall the
 /// other sessions of its thread, and is dropped once it has left its replies unread for the
 /// command timeout.
+/// Context switches of all the process's threads so far (each is a wake-up).
+fn wake_ups(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .map(|task| {
+            let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+            status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches:"))
+                .map(|line| {
+                    line.split_whitespace()
+                        .last()
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[test]
+fn an_idle_server_wakes_no_thread() {
+    // After serving (which leaves log lines to flush and a connection's timer behind), an
+    // idle server sleeps: no periodic flushing or polling.
+    let server = Server::maildir(&[]);
+    let mut client = server.client();
+    client.envelope("a@example.org", &["b@example.net"]);
+    assert!(client.data(b"Subject: x\r\n\r\nx\r\n").starts_with("250"));
+    client.expect("QUIT", "221");
+    thread::sleep(Duration::from_millis(500));
+    let before = wake_ups(server.pid());
+    thread::sleep(Duration::from_secs(2));
+    let woken = wake_ups(server.pid()) - before;
+    assert!(woken <= 2, "{woken} wake-ups in 2 s of idleness");
+}
+
 #[test]
 fn a_peer_that_never_reads_cannot_starve_others() {
     let server = Server::maildir(&["--threads", "1", "--command-timeout", "2"]);
