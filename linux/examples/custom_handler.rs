@@ -3,14 +3,15 @@
 //! - `LocalOnly` implements the core's streaming `Handler`: it accepts recipients of one
 //!   domain only (no open relay), counts body octets as they stream, and answers with a
 //!   queue id;
-//! - `Printer` implements the simple `ProcessMessage` API (Python's `process_message`).
+//! - `Printer` implements the simple `ProcessMessage` API (Python's `process_message`), and
+//!   refuses the senders of one domain at MAIL.
 //!
 //! Run: `cargo run -p smtpd-linux --example custom_handler -- 127.0.0.1:2525 [simple]`
 //! then: `swaks --server 127.0.0.1:2525 --to someone@example.com`.
 
 use std::net::SocketAddr;
 
-use smtpd_linux::smtpd_core::handler::{Context, Handler, Verdict};
+use smtpd_linux::smtpd_core::handler::{Context, Handler, MailParams, Verdict};
 use smtpd_linux::smtpd_core::{Config, Reply};
 use smtpd_linux::{Buffered, Message, OwnedReply, ProcessMessage, Server};
 
@@ -57,6 +58,19 @@ impl Handler for LocalOnly {
 struct Printer;
 
 impl ProcessMessage for Printer {
+    /// Refuses one domain's senders before any content is sent.
+    async fn mail(
+        &mut self,
+        _: &Context<'_>,
+        from: &str,
+        _: &MailParams,
+    ) -> Result<(), OwnedReply> {
+        if from.to_ascii_lowercase().ends_with("@spam.example") {
+            return Err(OwnedReply::new(550, (5, 7, 1), "Not from you"));
+        }
+        Ok(())
+    }
+
     async fn process_message(&mut self, message: &Message<'_>) -> Result<(), OwnedReply> {
         println!(
             "{:?}: <{}> -> {:?}, {} octets",

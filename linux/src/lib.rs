@@ -17,7 +17,18 @@
 //! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
 //!
 //! Handlers run on the serving thread's runtime: do I/O with the re-exported [`compio`]
-//! (a blocking call stalls every session of that thread).
+//! (`compio::net`, `compio::fs`; `compio::time::timeout` to bound a lookup, as hooks have
+//! no deadline of their own); a blocking call stalls
+//! every session of that thread, so blocking code belongs in
+//! `compio::runtime::spawn_blocking`. A handler that panics loses its own connection (closed
+//! without a reply), not the server.
+//!
+//! Logs are [`tracing`](https://docs.rs/tracing) events: one `session` event per
+//! connection (target `smtpd_linux::server`: `peer`, `messages`, `outcome`, `ms`) and one
+//! `message` event per transaction that reached DATA or BDAT (target
+//! `smtpd_linux::logging`: `peer`, `from`, `to`, `size`, `outcome`: the final reply's code
+//! or why the message was abandoned, `ms`).
+//! Install a subscriber to see them, e.g. `tracing_subscriber::fmt().init()`.
 //!
 //! ```no_run
 //! use std::sync::{Arc, Mutex};
@@ -51,9 +62,11 @@
 //!         .bind("127.0.0.1:2525".parse().unwrap())
 //!         .build(move |_peer| Buffered::new(inbox.clone()))?;
 //!     let shutdown = server.shutdown_handle()?;
-//!     // Elsewhere: `shutdown.shutdown()` lets the sessions finish, then `run` returns.
-//!     # drop(shutdown);
-//!     server.run()
+//!     let serving = std::thread::spawn(move || server.run());
+//!     // ... later: stop accepting, let the sessions finish (or get `421` after the grace
+//!     // period), and wait for them.
+//!     shutdown.shutdown();
+//!     serving.join().expect("server thread")
 //! }
 //! ```
 
@@ -70,5 +83,5 @@ pub mod server;
 
 pub use compio;
 pub use message::{Buffered, Message, OwnedReply, ProcessMessage};
-pub use server::{HandlerFactory, Options, Server, ShutdownHandle};
+pub use server::{Builder, HandlerFactory, Options, Server, ShutdownHandle};
 pub use smtpd_core;

@@ -3,7 +3,8 @@
 //! Implement [`ProcessMessage`] and wrap it in [`Buffered`] to get a core
 //! [`Handler`]: the message is collected in memory (bounded by the configured message size
 //! limit, which the core enforces while it streams) and handed over whole once its end
-//! arrived; an optional [`rcpt`](ProcessMessage::rcpt) decides on each recipient. For
+//! arrived; optional [`mail`](ProcessMessage::mail) and [`rcpt`](ProcessMessage::rcpt)
+//! decide on the sender and on each recipient before any content is sent. For
 //! streaming or the other protocol steps, implement [`Handler`] directly.
 #![allow(async_fn_in_trait)]
 
@@ -79,9 +80,23 @@ pub struct Message<'a> {
 
 /// Receives whole messages.
 ///
-/// Both methods may be cancelled (dropped while they wait) when the client is lost or the
+/// The methods may be cancelled (dropped while they wait) when the client is lost or the
 /// server's shutdown grace ends; the client then gets no `250` for the message.
 pub trait ProcessMessage {
+    /// Decides on the sender (`MAIL FROM`, empty for `<>`), before any recipient or content:
+    /// `Ok(())` accepts it, an error reply refuses the transaction (`550`, or `450` to ask
+    /// for a retry). `params` are the MAIL parameters (SIZE, BODY, SMTPUTF8). The default
+    /// accepts every sender.
+    async fn mail(
+        &mut self,
+        cx: &Context<'_>,
+        from: &str,
+        params: &MailParams,
+    ) -> Result<(), OwnedReply> {
+        let _ = (cx, from, params);
+        Ok(())
+    }
+
     /// Decides on one recipient (`RCPT TO`), before any content: `Ok(())` accepts it, an
     /// error reply refuses it (`550` for no such user, `450` to ask for a retry). Only
     /// accepted recipients reach [`process_message`](Self::process_message). The default
@@ -138,6 +153,11 @@ impl<P> Buffered<P> {
 }
 
 impl<P: ProcessMessage> Handler for Buffered<P> {
+    async fn mail(&mut self, cx: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
+        let result = self.inner.mail(cx, from, params).await;
+        self.verdict(result)
+    }
+
     async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
         let result = self.inner.rcpt(cx, to).await;
         self.verdict(result)

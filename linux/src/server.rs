@@ -96,9 +96,10 @@ impl Builder {
         self
     }
 
-    /// The protocol configuration (host name, limits, timeouts, extensions).
-    pub fn config(mut self, config: Config<'static>) -> Self {
-        self.config = config;
+    /// The protocol configuration (host name, limits, timeouts, extensions); see
+    /// [`Server::builder`].
+    pub fn config(mut self, config: Config<'_>) -> Self {
+        self.config = kept(config);
         self
     }
 
@@ -160,12 +161,33 @@ pub(crate) struct Clock {
 
 impl Server<()> {
     /// A builder with defaults: 127.0.0.1:8025, one thread per core.
-    pub fn builder(config: Config<'static>) -> Builder {
+    ///
+    /// `config` is the core's, whose defaults are stricter than the `smtpd` binary's: a
+    /// message with a bare CR or LF is refused (`550 5.5.2`; the binary's default is
+    /// `bare_newline = BareNewline::Normalize`), and so is one with a line over 1000 octets
+    /// (`500 5.5.2` after its end; the binary's default is `limits.text_line = None`, as in
+    /// Python). Its texts (host name, banner) are copied and kept for the rest of the
+    /// program.
+    pub fn builder(config: Config<'_>) -> Builder {
         Builder {
             options: Options::default(),
             bind: None,
-            config,
+            config: kept(config),
         }
+    }
+}
+
+/// `config` with copies of its texts that live for the rest of the program, for the
+/// sessions to borrow.
+fn kept(config: Config<'_>) -> Config<'static> {
+    let keep = |text: &str| -> &'static str { Box::leak(text.into()) };
+    Config {
+        hostname: keep(config.hostname),
+        banner: keep(config.banner),
+        extensions: config.extensions,
+        limits: config.limits,
+        timeouts: config.timeouts,
+        bare_newline: config.bare_newline,
     }
 }
 
@@ -175,8 +197,9 @@ impl<F: HandlerFactory> Server<F> {
         self.local_addr
     }
 
-    /// A handle to shut the server down from another thread (or a signal handler's). It
-    /// holds duplicates of the listening sockets until it is dropped or used, so a server
+    /// A handle to shut the server down from another thread (not from inside a signal
+    /// handler: it takes a lock; the `smtpd` binary uses `signal-hook`'s iterator thread).
+    /// [`run`](Self::run) returns once the sessions are done. It holds duplicates of the listening sockets until it is dropped or used, so a server
     /// that is dropped without [`run`](Self::run) keeps its port until then.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
         Ok(ShutdownHandle {

@@ -8,17 +8,32 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::python;
-use smtpd_linux::smtpd_core::{handler::Context, Config};
+use smtpd_linux::smtpd_core::handler::{Context, MailParams};
+use smtpd_linux::smtpd_core::Config;
 use smtpd_linux::{Buffered, Message, Options, OwnedReply, ProcessMessage, Server};
 
 /// One stored message: reverse-path, forward-paths, content.
 type Stored = (String, Vec<String>, Vec<u8>);
 
-/// Knows two mailboxes; keeps every message; refuses to take one about "later" now.
+/// Refuses one domain's senders; knows two mailboxes; keeps every message; refuses to take
+/// one about "later" now.
 #[derive(Clone, Default)]
 struct Inbox(Arc<Mutex<Vec<Stored>>>);
 
 impl ProcessMessage for Inbox {
+    async fn mail(
+        &mut self,
+        cx: &Context<'_>,
+        from: &str,
+        _: &MailParams,
+    ) -> Result<(), OwnedReply> {
+        assert!(cx.mailfrom.is_none(), "MAIL is decided before it is taken");
+        match from.ends_with("@spam.example") {
+            true => Err(OwnedReply::new(550, (5, 7, 1), "Not from you")),
+            false => Ok(()),
+        }
+    }
+
     async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Result<(), OwnedReply> {
         assert!(cx.mailfrom.is_some(), "RCPT is decided after MAIL");
         match to {
@@ -58,15 +73,22 @@ try:
     s.sendmail('sender@example.net', ['nobody@example.com'], b'x\r\n')
 except smtplib.SMTPRecipientsRefused as e:
     print('all refused', sorted(e.recipients))
+try:
+    s.sendmail('someone@spam.example', ['alice@example.com'], b'x\r\n')
+except smtplib.SMTPSenderRefused as e:
+    print(e.smtp_code, e.smtp_error.decode())
+print(s.ehlo()[1].decode().splitlines()[0])
 s.quit()
 "#;
 
 #[test]
-fn an_embedded_server_decides_per_recipient_and_stores_whole_messages() {
+fn an_embedded_server_decides_per_sender_and_recipient_and_stores_whole_messages() {
     let inbox = Inbox::default();
     let handler = inbox.clone();
     // `bind` wins over the address in `Options`, whichever comes first.
-    let server = Server::builder(Config::new("mx.example.com"))
+    // A host name made at run time: the builder keeps its own copy.
+    let hostname = format!("mx{}.example.com", 1);
+    let server = Server::builder(Config::new(&hostname))
         .bind("127.0.0.1:0".parse().unwrap())
         .options(Options {
             threads: 2,
@@ -90,6 +112,8 @@ fn an_embedded_server_decides_per_recipient_and_stores_whole_messages() {
              ('nobody@example.com', 550, '5.1.1 No such user here')]",
             "451 4.3.0 Try again later",
             "all refused ['nobody@example.com']",
+            "550 5.7.1 Not from you",
+            "mx1.example.com",
         ],
         "{out}"
     );
