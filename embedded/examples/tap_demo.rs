@@ -1,14 +1,14 @@
 //! Host demo: the embedded SMTP receiver on embassy-net over a Linux TAP device.
 //!
 //! ```text
-//! tap_demo TAP ADDRESS/PREFIX OUT_DIR [--port PORT] [--device-port PORT]
+//! tap_demo TAP ADDRESS/PREFIX OUT_DIR [--port PORT] [--device-port PORT] [--handshake-timeout SECS]
 //! ```
 //!
 //! One embassy-net stack on the TAP device answers as `ADDRESS` with two SMTP servers, each
 //! using the [`RingHandler`] on a static ring of its own:
 //!
 //! - the *host profile* on `PORT` (default 25): 4 sessions, socket buffers sized for
-//!   throughput, a 4 MiB ring, messages up to 1.5 MiB;
+//!   throughput, a ring for four messages of up to 1.5 MiB in progress at once;
 //! - the *device profile* on `--device-port` (default 2525): exactly the firmware's sizes
 //!   (`firmware/src/profile.rs`, compiled in here): 2 sessions, 1 KiB socket buffers, a
 //!   10.4 KiB ring, messages up to 4 KiB, 8 recipients.
@@ -18,7 +18,8 @@
 //! and renamed, in the `--maildir` format of the shared conformance suite, and only then
 //! frees it in the ring. A message it cannot write stays in the ring and is tried again
 //! every second (meanwhile the ring fills and clients get `452`), so no acknowledged
-//! message is lost.
+//! message is lost. A connection whose handshake does not complete within
+//! `--handshake-timeout` seconds (default 20) gives its listening socket back.
 //!
 //! Setup (as root), e.g.:
 //!
@@ -35,9 +36,9 @@ use embassy_executor::Spawner;
 use embassy_net::{Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_time::Timer;
+use embassy_time::{Duration, Timer};
 use smtpd_core::Config;
-use smtpd_embedded::{serve, Options, Ring, RingHandler, Slot};
+use smtpd_embedded::{ring::record_bound, serve, Options, Ring, RingHandler, Slot};
 use static_cell::{ConstStaticCell, StaticCell};
 
 #[path = "../firmware/src/profile.rs"]
@@ -47,8 +48,14 @@ mod device;
 const POOL: usize = 4;
 /// Host profile: largest message accepted (advertised with SIZE).
 const MESSAGE_LIMIT: usize = 1536 * 1024;
-/// Host profile: room for two largest messages in progress at once, plus small ones.
-const STORE: usize = 4 * 1024 * 1024;
+/// Host profile: room for every session's largest message in progress at once (a message
+/// that declares no SIZE reserves the limit), each with the longest envelope.
+const STORE: usize = POOL
+    * record_bound(
+        smtpd_core::channel::capacity::ENVELOPE,
+        Config::new("").limits.recipients,
+        MESSAGE_LIMIT,
+    );
 /// Host profile: socket buffers sized for throughput.
 type HostSlot = Slot<16384, 4096, 4096>;
 
@@ -81,30 +88,35 @@ struct Args {
     out: PathBuf,
     port: u16,
     device_port: u16,
+    handshake_timeout: u64,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: tap_demo TAP ADDRESS/PREFIX OUT_DIR [--port PORT] [--device-port PORT]");
+    eprintln!(
+        "usage: tap_demo TAP ADDRESS/PREFIX OUT_DIR [--port PORT] [--device-port PORT] \
+         [--handshake-timeout SECS]"
+    );
     exit(2)
+}
+
+/// The value after an option.
+fn value<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>) -> T {
+    args.next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| usage())
 }
 
 fn parse_args() -> Args {
     let mut positional = Vec::new();
-    let (mut port, mut device_port) = (25, 2525);
+    let (mut port, mut device_port, mut handshake_timeout) = (25, 2525, 20);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let target = match arg.as_str() {
-            "--port" => &mut port,
-            "--device-port" => &mut device_port,
-            _ => {
-                positional.push(arg);
-                continue;
-            }
-        };
-        *target = args
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--port" => port = value(&mut args),
+            "--device-port" => device_port = value(&mut args),
+            "--handshake-timeout" => handshake_timeout = value(&mut args),
+            _ => positional.push(arg),
+        }
     }
     let [tap, cidr, out] = <[String; 3]>::try_from(positional).unwrap_or_else(|_| usage());
     let (address, prefix) = cidr.split_once('/').unwrap_or_else(|| usage());
@@ -119,6 +131,7 @@ fn parse_args() -> Args {
         out: PathBuf::from(out),
         port,
         device_port,
+        handshake_timeout,
     }
 }
 
@@ -210,7 +223,11 @@ async fn main(spawner: Spawner) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let (stack, runner) = embassy_net::new(device, config, RESOURCES.take(), seed);
-    let [host, device] = OPTIONS.init([Options::new(args.port), Options::new(args.device_port)]);
+    let options = |port| Options {
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        ..Options::new(port)
+    };
+    let [host, device] = OPTIONS.init([options(args.port), options(args.device_port)]);
 
     spawner.spawn(net_task(runner).unwrap());
     spawner.spawn(host_store_task(args.out.clone()).unwrap());

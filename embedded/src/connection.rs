@@ -28,16 +28,21 @@ pub struct Options {
     /// After the server closed its side: longest wait for the client to acknowledge our FIN
     /// and close its side. Past it the connection is reset and the slot listens again.
     pub linger: Duration,
+    /// Longest wait, after a client's SYN, for its handshake to complete. A SYN whose
+    /// sender never answers our SYN-ACK (a forged source address, a lost route) would
+    /// otherwise hold the slot's one listening socket for good.
+    pub handshake_timeout: Duration,
 }
 
 impl Options {
     /// Listens on `port`, with a 5-minute write timeout (RFC 5321 4.5.3.2.7's command
-    /// timeout) and a 2-second linger.
+    /// timeout), a 2-second linger and a 20-second handshake timeout.
     pub const fn new(port: u16) -> Self {
         Options {
             port,
             write_timeout: Duration::from_secs(300),
             linger: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(20),
         }
     }
 }

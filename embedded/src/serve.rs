@@ -12,7 +12,7 @@
 use core::net::SocketAddr;
 
 use embassy_futures::join::join_array;
-use embassy_net::tcp::TcpSocket;
+use embassy_net::tcp::{State, TcpSocket};
 use embassy_net::Stack;
 use embassy_time::Timer;
 use smtpd_core::{Config, Handler, Session};
@@ -107,12 +107,21 @@ where
         let mut socket = TcpSocket::new(stack, rx, tx);
         // Replies are written once per pipelined group; Nagle would only delay them.
         socket.set_nagle_enabled(false);
+        // Bounds the SYN-received state; the session's own deadlines take over once open.
+        socket.set_timeout(Some(options.handshake_timeout));
         if let Err(error) = socket.accept(options.port).await {
             warn!("slot {}: accept failed: {}", index, error);
             drop(socket);
             Timer::after_secs(1).await;
             continue;
         }
+        if socket.state() == State::Closed {
+            // The handshake timed out (accept returns with the socket closed), or the client
+            // reset the connection at once.
+            debug!("slot {}: handshake not completed", index);
+            continue;
+        }
+        socket.set_timeout(None);
         let peer = socket.remote_endpoint().map(SocketAddr::from);
         debug!(
             "slot {}: connection from {}",

@@ -256,7 +256,10 @@ fn tap_demo_stores_mail_from_linux_and_passes_conformance() {
     let maildir = sandbox.dir.join("mail");
 
     let mut command = sandbox.exec([&demo]);
-    command.args([&sandbox.tap, DEVICE_CIDR]).arg(&maildir);
+    command
+        .args([&sandbox.tap, DEVICE_CIDR])
+        .arg(&maildir)
+        .args(["--handshake-timeout", HANDSHAKE_TIMEOUT]);
     sandbox.spawn("tap_demo", command);
     sandbox.wait_for_log("tap_demo", "serving SMTP");
 
@@ -339,4 +342,51 @@ fn tap_demo_stores_mail_from_linux_and_passes_conformance() {
             profile.name
         );
     }
+
+    // SYNs from an address nobody answers for hold every listening socket half-open; each
+    // gives its socket back after the handshake timeout, and the server serves again.
+    sleep(Duration::from_secs(3)); // every slot listening again after the suite
+    let probe = |port: &str, patience: &str| {
+        let output = run(&mut sandbox.exec(["python3", "-c", PROBE, DEVICE, port, patience]));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    for profile in &PROFILES {
+        run(sandbox
+            .exec(["python3"])
+            .arg(manifest.join("tests/forged_syn.py"))
+            .args([FORGED_SOURCE, DEVICE, profile.port, "8"]));
+        assert_eq!(
+            probe(profile.port, "0"),
+            "refused",
+            "{} profile",
+            profile.name
+        );
+    }
+    for profile in &PROFILES {
+        assert_eq!(probe(profile.port, "10"), "220", "{} profile", profile.name);
+    }
 }
+
+/// The demo's `--handshake-timeout` here, in seconds.
+const HANDSHAKE_TIMEOUT: &str = "3";
+
+/// A source address in the device's network that nobody answers for.
+const FORGED_SOURCE: &str = "192.0.2.99";
+
+/// Connects to `HOST PORT` (retrying refusals for up to `SECONDS`) and prints the reply
+/// code of the greeting, or `refused`.
+const PROBE: &str = r#"
+import socket, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + seconds
+while True:
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            print(s.recv(3).decode())
+            break
+    except ConnectionRefusedError:
+        if time.monotonic() >= end:
+            print("refused")
+            break
+        time.sleep(0.1)
+"#;

@@ -313,6 +313,25 @@ def case_two_largest_at_once():
         check(t, sender, recipients, content)
 
 
+def case_every_session_in_data_at_once():
+    """Four sessions (the host pool) in DATA at once, none declaring SIZE (each reserves the
+    1.5 MiB limit): all get 354, and all four messages are stored."""
+    sessions = []
+    for n in range(4):
+        t = token()
+        r = Raw()
+        r.expect(220)
+        r.sock.sendall(b"EHLO c\r\nMAIL FROM:<s%d@example.org>\r\nRCPT TO:<r@example.org>\r\n"
+                       b"DATA\r\n" % n)
+        r.expect(250, 250, 250, 354)
+        sessions.append((r, t, n))
+    for r, t, n in sessions:
+        content = message(t, [b"one of four at once"])
+        r.sock.sendall(stuff(content) + b".\r\nQUIT\r\n")
+        r.expect(250, 221)
+        check(t, "s%d@example.org" % n, ["r@example.org"], content)
+
+
 def case_uplink_retries():
     """The uplink cannot write (MAILDIR/tmp is a file): the acknowledged message stays in the
     ring and is stored once writing works again."""
@@ -332,7 +351,8 @@ def case_uplink_retries():
 
 
 CASES = {
-    "host": [case_plain, case_pipelined, case_one_mib, case_smtputf8, case_over_size_limit],
+    "host": [case_plain, case_pipelined, case_one_mib, case_smtputf8, case_over_size_limit,
+             case_every_session_in_data_at_once],
     "device": [case_two_largest_at_once, case_plain, case_pipelined, case_smtputf8, case_over_size_limit,
                case_undeclared_over_limit, case_recipient_limit, case_ring_wraps,
                case_uplink_retries],

@@ -148,9 +148,11 @@ impl<M: RawMutex, const N: usize> Ring<M, N> {
         self.committed.signal(());
     }
 
-    /// Drops the record and whatever was written to it.
+    /// Drops the record and whatever was written to it. Wakes the consumer: if the record
+    /// was the oldest, committed records after it are now next.
     pub fn abort(&self, record: Record) {
         self.with(|s| s.abort(record));
+        self.committed.signal(());
     }
 
     /// Calls `f` with the oldest committed message, if the oldest record is committed.
@@ -179,8 +181,9 @@ impl<M: RawMutex, const N: usize> Ring<M, N> {
         })
     }
 
-    /// Waits until a message was committed since the last wait (check with
-    /// [`peek`](Self::peek) first: commits before the wait may already be there).
+    /// Waits until a message was committed, or a record aborted, since the last wait (check
+    /// with [`peek`](Self::peek) first: commits before the wait may already be there; an
+    /// abort may also find nothing new).
     pub async fn wait_committed(&self) {
         self.committed.wait().await
     }
@@ -396,6 +399,26 @@ mod tests {
         assert_eq!(read(&ring).unwrap(), [1; 8]);
         assert_eq!(read(&ring).unwrap(), [2; 20]);
         assert_eq!(ring.free(), 64);
+    }
+
+    #[test]
+    fn aborting_the_oldest_record_wakes_the_consumer_of_the_committed_ones_after_it() {
+        use core::pin::pin;
+        use embassy_futures::poll_once;
+
+        let ring = Ring::<NoopRawMutex, 64>::new();
+        let a = ring.open(8).unwrap();
+        let mut b = ring.open(8).unwrap();
+        ring.write(&mut b, b"bbb").unwrap();
+        ring.commit(b);
+        // The consumer wakes for `b`, finds the oldest record open, and waits again.
+        assert!(poll_once(ring.wait_committed()).is_ready());
+        assert_eq!(ring.peek(|m| m.len()), None);
+        let mut waiting = pin!(ring.wait_committed());
+        assert!(poll_once(waiting.as_mut()).is_pending());
+        ring.abort(a);
+        assert!(poll_once(waiting.as_mut()).is_ready());
+        assert_eq!(read(&ring).unwrap(), b"bbb");
     }
 
     #[test]
