@@ -23,6 +23,10 @@ use crate::envelope::Rcpttos;
 use crate::reply::Reply;
 
 /// A hook's decision.
+///
+/// It borrows from the handler (`Verdict<'_>` of `&mut self`), so a reply text made at run
+/// time lives in a field of the handler until the next hook (e.g. a queue id written into a
+/// `String` field, then `Reply::new(250, (2, 0, 0), &self.queue_id)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Verdict<'a> {
