@@ -1081,6 +1081,12 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Pending::DataStart { bdat } => {
                 if !accepted {
                     let chunk = bdat.map(|(size, _)| size);
+                    if chunk.is_some() {
+                        // RFC 3030 2: a refused chunk fails the transaction, so chunks the
+                        // client pipelined after it get 503 and are skipped, not taken for a
+                        // message of their own (as after a refusal of a later chunk).
+                        self.reset_transaction();
+                    }
                     return self.refuse(&custom.unwrap_or(replies::OK), chunk);
                 }
                 self.message_open = true;

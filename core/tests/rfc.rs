@@ -1743,6 +1743,34 @@ fn bdat_handler_refusal_and_syntax() {
 }
 
 #[test]
+fn a_refused_first_bdat_chunk_fails_the_transaction() {
+    // RFC 3030 2: after a 4xx/5xx to a BDAT the transaction has failed; a chunk pipelined
+    // after it is refused (503) and skipped, never delivered as a message of its own.
+    let mut c = ehlo_handler(Recorder {
+        data_start: Some(Reply::new(451, (4, 3, 0), "Not now")),
+        ..Recorder::default()
+    });
+    begin(&mut c);
+    assert_eq!(
+        c.send(b"BDAT 5\r\nfirstBDAT 11 LAST\r\nsecond part"),
+        "451 4.3.0 Not now\r\n503 5.5.1 Error: need MAIL command\r\n"
+    );
+    let starts = c
+        .handler()
+        .log
+        .iter()
+        .filter(|l| *l == "data_start")
+        .count();
+    assert_eq!(starts, 1, "{:?}", c.handler().log);
+    assert!(c.delivered().is_empty());
+    // The same refusal to DATA leaves the transaction to the client (RSET or DATA again).
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
+    assert_eq!(c.cmd("RCPT TO:<c@d.example>"), "250 2.1.5 OK\r\n");
+    assert_eq!(c.cmd("DATA"), "451 4.3.0 Not now\r\n");
+    assert_eq!(c.cmd("RCPT TO:<e@d.example>"), "250 2.1.5 OK\r\n");
+}
+
+#[test]
 fn bdat_without_chunking_is_unknown() {
     let mut c = ehlo_with(with(|c| c.extensions.chunking = false));
     begin(&mut c);

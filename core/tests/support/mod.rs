@@ -44,6 +44,8 @@ pub struct Recorder {
     pub refuse_rcpt: Option<&'static str>,
     /// Verdict for the recipients not refused (default: accept).
     pub rcpt: Option<Reply<'static>>,
+    /// Verdict for `data_start` (default: accept).
+    pub data_start: Option<Reply<'static>>,
     /// Verdict for `data_end` (default: accept).
     pub data_end: Option<Reply<'static>>,
     /// `data_chunk` fails once this many octets were received.
@@ -89,7 +91,7 @@ impl Handler for Recorder {
     async fn data_start(&mut self, _: &Context<'_>) -> Verdict<'_> {
         self.log.push("data_start".into());
         self.current.clear();
-        Verdict::Accept
+        self.data_start.map_or(Verdict::Accept, Verdict::Reply)
     }
 
     async fn data_chunk(&mut self, _: &Context<'_>, chunk: &[u8]) -> Result<(), Reply<'static>> {
