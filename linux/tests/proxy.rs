@@ -573,3 +573,86 @@ fn relay_hostname(relay: &Server) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// An upstream for one connection that accepts EHLO, MAIL, RCPT and DATA, reads the content
+/// without a word and answers its final dot with `end`, after `during` (if any) sent when
+/// the content's first line came; returns its address.
+fn upstream_ending_with(during: Option<&'static str>, end: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        writer.write_all(b"220 upstream ESMTP\r\n").unwrap();
+        let replies = ["250 upstream\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n"];
+        let mut lines = 0;
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
+            lines += 1;
+            let reply = match (lines, line.as_str()) {
+                (1..=4, _) => Some(replies[lines - 1]),
+                (5, _) => during,
+                (_, ".\r\n") => Some(end),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                writer.write_all(reply.as_bytes()).unwrap();
+            }
+            line.clear();
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_answering_the_dot_out_of_step_loses_the_transaction() {
+    // Only a 2xx accepts a message: a 354 (or any 1xx/3xx) to the final dot is no
+    // acceptance, and must not reach the client as one.
+    let relay = Server::relay(&upstream_ending_with(None, "354 what, more?\r\n"), &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example"]);
+    let reply = client.data(b"Subject: t\r\n\r\nhello\r\n");
+    assert!(reply.starts_with("451 4.4.2 "), "{reply}");
+}
+
+#[test]
+fn a_reply_that_came_during_the_content_is_not_taken_for_the_end_of_data() {
+    // The upstream says something while the content streams: whatever it was, it would pass
+    // for the answer to the dot, sent after it.
+    let addr = upstream_ending_with(Some("250 2.0.0 early\r\n"), "554 5.7.1 rejected\r\n");
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example"]);
+    client.expect("DATA", "354 ");
+    // The client pauses: what it sent so far goes upstream, which answers at once.
+    client.send(b"Subject: t\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    client.send(b"\r\nhello\r\n.\r\n");
+    let reply = client.reply();
+    assert!(reply.starts_with("451 4.4.2 "), "{reply}");
+}
+
+#[test]
+fn a_mail_accepted_with_251_is_reset_upstream_before_the_next() {
+    // Any 2xx to MAIL opens the upstream's transaction: after a refused DATA it must be
+    // ended (RSET) before the next MAIL, or that gets 503.
+    let (addr, script) = scripted_server(&[&[
+        "250 scripted\r\n",
+        "251 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n",
+        "554 5.7.1 not now\r\n",
+        "250 2.0.0 reset\r\n",
+        "250 2.1.0 ok again\r\n",
+    ]]);
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.envelope("a@b.example", &["x@y.example"]);
+    client.expect("DATA", "554 5.7.1 not now");
+    client.expect("RSET", "250 ");
+    client.expect("MAIL FROM:<c@b.example>", "250 2.1.0 ok again");
+    drop(client);
+    let lines = &script.join().unwrap()[0];
+    assert_eq!(lines[4], "RSET", "{lines:?}");
+    assert_eq!(lines[5], "MAIL FROM:<c@b.example>", "{lines:?}");
+}

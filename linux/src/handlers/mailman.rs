@@ -23,7 +23,7 @@ use smtpd_core::client::{write_mail, write_rcpt};
 use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
-use super::next_hop::{patience, NextHop, Protocol, Upstream};
+use super::next_hop::{completion, patience, NextHop, Protocol, Upstream};
 use super::proxy::{unsupported, PureProxy};
 use super::relay::{Relay, LOST};
 use crate::message::OwnedReply;
@@ -71,8 +71,11 @@ enum ListsMail {
 async fn mail(hop: &mut NextHop, from: &str, params: &MailParams) -> io::Result<OwnedReply> {
     let mut line = String::new();
     let _ = write_mail(&mut line, from, params, &hop.offered);
-    let reply = hop.command(line.as_bytes(), patience::COMMAND).await?;
-    hop.in_transaction = reply.code == 250;
+    let reply = completion(
+        hop.command(line.as_bytes(), patience::COMMAND).await?,
+        "MAIL",
+    )?;
+    hop.in_transaction = matches!(reply.code, 200..=299);
     match reply.code {
         421 => Err(io::Error::other(format!(
             "MAIL answered with 421 {}",
@@ -134,16 +137,11 @@ impl MailmanProxy {
             .exchange(&line, patience::COMMAND)
             .await
             .map_err(|_| LISTS_UNAVAILABLE)?;
+        // `exchange` lets only a 2xx, 4xx or 5xx through.
         match self.lists.reply.code {
             200..=299 => Ok(Listed::Yes),
             550 => Ok(Listed::No),
-            400..=599 => Ok(Listed::Other),
-            // Neither yes nor no (a 1xx or 3xx): nothing to route by, and out of step.
-            code => {
-                let error = io::Error::other(format!("RCPT answered with {code}"));
-                self.lists.lost(&error);
-                Err(LISTS_UNAVAILABLE)
-            }
+            _ => Ok(Listed::Other),
         }
     }
 

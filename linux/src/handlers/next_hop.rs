@@ -6,6 +6,7 @@
 //! RFC 5321 4.5.3.2 client timeouts, reading replies.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use compio::buf::BufResult;
@@ -213,16 +214,40 @@ impl NextHop {
         line: &[u8],
         patience: Duration,
     ) -> io::Result<OwnedReply> {
-        if !self.input.is_empty() {
-            // Every reply is asked for: one left over puts the next hop's replies out of step.
+        self.nothing_unasked()?;
+        let (sent, _) = self.send(line.to_vec(), patience).await;
+        sent?;
+        self.reply(patience).await
+    }
+
+    /// Every reply is asked for: one that came unasked (read, or waiting on the socket)
+    /// would be taken for the answer to what is sent next, putting the next hop's replies
+    /// out of step. A closed connection shows here too.
+    fn nothing_unasked(&self) -> io::Result<()> {
+        let mut octet = 0u8;
+        // SAFETY: a one-octet receive into a live local, on the stream's own descriptor;
+        // MSG_PEEK leaves any data for `reply`, MSG_DONTWAIT never blocks.
+        let waiting = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                (&raw mut octet).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if !self.input.is_empty() || waiting > 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a reply nobody asked for",
             ));
         }
-        let (sent, _) = self.send(line.to_vec(), patience).await;
-        sent?;
-        self.reply(patience).await
+        if waiting == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        match io::Error::last_os_error() {
+            error if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            error => Err(error),
+        }
     }
 
     /// Ends a transaction left open here (RSET), so that MAIL may follow; an error when the
@@ -257,13 +282,15 @@ impl NextHop {
     /// Ends `message`'s content and returns the next hop's reply to it (from an LMTP
     /// server, its one recipient's, RFC 2033 4.2).
     pub(super) async fn end_data(&mut self, message: &mut Outgoing) -> io::Result<OwnedReply> {
+        // A reply that came during the content would pass for the answer to the dot.
+        self.nothing_unasked()?;
         message.finish();
         self.flush(message, true).await?;
         // Between messages a connection keeps only a small buffer.
         if message.pending.capacity() > 2 * WRITE_SIZE {
             message.pending = Vec::new();
         }
-        let reply = self.reply(patience::DATA_END).await?;
+        let reply = completion(self.reply(patience::DATA_END).await?, "end of data")?;
         self.in_transaction = false;
         Ok(reply)
     }
@@ -319,6 +346,19 @@ impl NextHop {
         })
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+}
+
+/// `reply` to `step` if it completes it (2xx) or refuses it (4xx, 5xx): that is what MAIL,
+/// RCPT and the end of data get. Anything else (a 1xx, a 3xx) means the next hop is out of
+/// step with us, and is an error.
+pub(super) fn completion(reply: OwnedReply, step: &str) -> io::Result<OwnedReply> {
+    match reply.code {
+        200..=299 | 400..=599 => Ok(reply),
+        code => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{step} answered with {code}"),
+        )),
     }
 }
 

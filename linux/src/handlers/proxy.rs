@@ -101,7 +101,7 @@ impl PureProxy {
             return Box::pin(self.try_mail(from, params)).await;
         }
         if let (Ok(()), Some(hop)) = (&exchanged, self.relay.hop.as_mut()) {
-            hop.in_transaction = self.relay.reply.code == 250;
+            hop.in_transaction = matches!(self.relay.reply.code, 200..=299);
         }
         exchanged
     }

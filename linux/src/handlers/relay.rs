@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use smtpd_core::handler::{AbortReason, Context, Verdict};
 use smtpd_core::Reply;
 
-use super::next_hop::{patience, NextHop, Outgoing, Protocol, Upstream};
+use super::next_hop::{completion, patience, NextHop, Outgoing, Protocol, Upstream};
 use crate::date::rfc5322;
 use crate::message::OwnedReply;
 
@@ -67,15 +67,17 @@ impl Relay {
         }
     }
 
-    /// Sends `line` and keeps the answer in `self.reply`; or the local error reply when the
-    /// next hop failed.
+    /// Sends `line` (MAIL or RCPT) and keeps the answer in `self.reply`; or the local error
+    /// reply when the next hop failed or answered out of step.
     pub(super) async fn exchange(
         &mut self,
         line: &str,
         patience: Duration,
     ) -> Result<(), Reply<'static>> {
         let hop = self.hop.as_mut().ok_or(LOST)?;
-        match hop.command(line.as_bytes(), patience).await {
+        let step = line.split(' ').next().unwrap_or_default();
+        let answered = hop.command(line.as_bytes(), patience).await;
+        match answered.and_then(|reply| completion(reply, step)) {
             Ok(reply) => {
                 self.keep(reply);
                 Ok(())
