@@ -78,6 +78,8 @@ pub struct Args {
     /// Seconds sessions may continue after SIGINT/SIGTERM/SIGHUP before `421`.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = seconds(0))]
     pub shutdown_grace: u64,
+    /// Log lines (one per session and per message, on stderr): text, or one JSON object
+    /// per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
