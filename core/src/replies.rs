@@ -97,6 +97,9 @@ pub const INSUFFICIENT_STORAGE: Reply =
 
 /// For a connection over the server's cap: resolve its `Connect` event with this.
 pub const TOO_MANY_CONNECTIONS: Reply = Reply::new(421, (4, 3, 2), "Too many connections");
+/// The last reply of a session a frontend abandons (its handler failed, by a panic).
+pub const SESSION_ABORTED: Reply =
+    Reply::new(421, (4, 3, 0), "Error: session aborted, closing connection");
 
 pub const TOO_MUCH_DATA: Reply = Reply::new(552, (5, 3, 4), "Error: Too much mail data");
 pub const BARE_LF: Reply = Reply::new(550, (5, 5, 2), "Error: bare <LF> received");

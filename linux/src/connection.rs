@@ -23,13 +23,13 @@ use compio::buf::BufResult;
 use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use smtpd_core::channel::capacity;
-use smtpd_core::{Config, Handler, Instant, Session};
+use smtpd_core::{replies, Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
 use crate::arena::PageArena;
 use crate::inbox::{Chunk, Inbox, InboxPool};
 use crate::logging::Traffic;
-use crate::server::Clock;
+use crate::server::{closing_reply, Clock};
 
 /// How a session ended, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,13 @@ pub(crate) async fn serve<H: Handler>(
     let mut session: ServerSession<H> =
         Session::with_arena(shared.config, Some(peer), handler, arena);
     let alarm = shared.alarms.register();
+    let mut last_words = LastWords {
+        stream: &stream,
+        config: shared.config,
+        armed: true,
+    };
     let outcome = converse(&stream, peer, &mut session, &mut inbox, &alarm, &shared).await;
+    last_words.armed = false;
     if inbox.is_armed() {
         // The inbox is reusable once its receive has ended: shutting the socket down ends
         // it at once (and sends our FIN, as closing would).
@@ -96,6 +102,33 @@ pub(crate) async fn serve<H: Handler>(
         .await;
     }
     (outcome, session.into_handler())
+}
+
+/// Sends the client a last `421` if the conversation ends without finishing: its task was
+/// dropped in the middle, because the handler panicked (the runtime catches that and drops
+/// the task) or the server gave up on it. The session's state is then unknown; the client
+/// keeps its message and retries. Costs nothing while the conversation goes on.
+struct LastWords<'a> {
+    stream: &'a TcpStream,
+    config: &'a Config<'a>,
+    armed: bool,
+}
+
+impl Drop for LastWords<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.say();
+        }
+    }
+}
+
+impl LastWords<'_> {
+    #[cold]
+    #[inline(never)]
+    fn say(&self) {
+        let reply = closing_reply(self.config, replies::SESSION_ABORTED);
+        send_now(self.stream, &reply);
+    }
 }
 
 /// The conversation: replies out, input in, until the session closes or the peer goes.

@@ -20,8 +20,8 @@
 //! (`compio::net`, `compio::fs`; `compio::time::timeout` to bound a lookup, as hooks have
 //! no deadline of their own); a blocking call stalls
 //! every session of that thread, so blocking code belongs in
-//! `compio::runtime::spawn_blocking`. A handler that panics loses its own connection (closed
-//! without a reply), not the server.
+//! `compio::runtime::spawn_blocking`. A handler that panics ends its own session, with
+//! `421 4.3.0` to the client, not the server.
 //!
 //! Logs are [`tracing`](https://docs.rs/tracing) events: one `session` event per
 //! connection (target `smtpd_linux::server`: `peer`, `messages`, `outcome`, `ms`) and one

@@ -22,7 +22,7 @@ use compio::io::AsyncWriteExt;
 use compio::net::{TcpListener, TcpStream};
 use compio::runtime::RuntimeBuilder;
 use smtpd_core::channel::Channel;
-use smtpd_core::{replies, Config, Handler, Verdict};
+use smtpd_core::{replies, Config, Handler, Reply, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{watch, Notify};
 
@@ -434,10 +434,17 @@ impl<F: HandlerFactory> Worker<F> {
 
 /// Answers a connection over the cap with the core's `421 4.3.2` and closes it.
 async fn refuse(mut stream: TcpStream, config: &'static Config<'static>) {
-    let mut channel: Channel<'static> = Channel::new(config, None);
-    channel.resolve(Verdict::Reply(replies::TOO_MANY_CONNECTIONS));
-    let BufResult(_, _) = stream.write_all(channel.output().to_vec()).await;
+    let reply = closing_reply(config, replies::TOO_MANY_CONNECTIONS);
+    let BufResult(_, _) = stream.write_all(reply).await;
     let _ = stream.close().await;
+}
+
+/// `reply` (a `421`) as the core writes it: the greeting a new session gives when its
+/// connect is refused with it.
+pub(crate) fn closing_reply(config: &Config<'_>, reply: Reply<'_>) -> Vec<u8> {
+    let mut channel: Channel<'_> = Channel::new(config, None);
+    channel.resolve(Verdict::Reply(reply));
+    channel.output().to_vec()
 }
 
 /// One thread's runtime. The ring has a single issuer that runs its own completion work

@@ -135,3 +135,53 @@ fn an_embedded_server_decides_per_sender_and_recipient_and_stores_whole_messages
         .expect("run returns Ok after shutdown");
     assert!(asked.elapsed() < Duration::from_secs(5));
 }
+
+/// Panics on one recipient: a bug in an application's handler.
+#[derive(Clone, Default)]
+struct Fragile;
+
+impl ProcessMessage for Fragile {
+    async fn rcpt(&mut self, _: &Context<'_>, to: &str) -> Result<(), OwnedReply> {
+        assert_ne!(to, "panic@example.com", "a bug in the handler");
+        Ok(())
+    }
+
+    async fn process_message(&mut self, _: &Message<'_>) -> Result<(), OwnedReply> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_handler_that_panics_ends_its_session_with_421_and_the_server_serves_on() {
+    let server = Server::builder(Config::new("mx.example.com"))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .options(Options {
+            threads: 1,
+            ..Options::default()
+        })
+        .build(|_| Buffered::new(Fragile))
+        .unwrap();
+    let port = server.local_addr().port().to_string();
+    let shutdown = server.shutdown_handle().unwrap();
+    let running = thread::spawn(move || server.run());
+    let out = python(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+try:
+    s.sendmail('a@example.net', ['panic@example.com'], b'x\r\n')
+except smtplib.SMTPRecipientsRefused as e:
+    print(e.recipients)
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+print(s.sendmail('a@example.net', ['ok@example.com'], b'x\r\n'))
+s.quit()
+"#,
+        &[&port],
+    );
+    assert_eq!(
+        out,
+        "{'panic@example.com': (421, b'4.3.0 Error: session aborted, closing connection')}\n{}\n"
+    );
+    shutdown.shutdown();
+    running.join().unwrap().unwrap();
+}
