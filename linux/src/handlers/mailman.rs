@@ -207,9 +207,8 @@ impl MailmanProxy {
 }
 
 impl Handler for MailmanProxy {
-    async fn mail(&mut self, cx: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
-        // Sized for the relay, which adds more than the LMTP hop: an estimate for both.
-        self.sender = Some((from.to_owned(), self.relay.sized(cx, params)));
+    async fn mail(&mut self, _: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
+        self.sender = Some((from.to_owned(), *params));
         self.route = None;
         self.lists_mail = ListsMail::Unsent;
         self.relay_mailed = false;

@@ -92,11 +92,6 @@ impl Outgoing {
         self.stuff(trace.as_bytes());
     }
 
-    /// Octets of the line added at the end of the headers.
-    pub(super) fn added_len(&self) -> usize {
-        self.added.len()
-    }
-
     pub(super) fn encode(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
         if !self.past_headers {

@@ -106,11 +106,6 @@ impl PureProxy {
         exchanged
     }
 
-    /// `params` as the upstream should see them (see [`Relay::sized`]).
-    pub(super) fn sized(&self, cx: &Context<'_>, params: &MailParams) -> MailParams {
-        self.relay.sized(cx, params)
-    }
-
     /// The verdict after [`try_mail`](Self::try_mail).
     pub(super) fn verdict(&self, exchanged: Result<(), Reply<'static>>) -> Verdict<'_> {
         self.relay.verdict(exchanged)
@@ -118,9 +113,8 @@ impl PureProxy {
 }
 
 impl Handler for PureProxy {
-    async fn mail(&mut self, cx: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
-        let params = self.sized(cx, params);
-        let mailed = self.try_mail(from, &params).await;
+    async fn mail(&mut self, _: &Context<'_>, from: &str, params: &MailParams) -> Verdict<'_> {
+        let mailed = self.try_mail(from, params).await;
         self.verdict(mailed)
     }
 

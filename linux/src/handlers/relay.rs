@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use smtpd_core::handler::{AbortReason, Context, MailParams, Verdict};
+use smtpd_core::handler::{AbortReason, Context, Verdict};
 use smtpd_core::Reply;
 
 use super::next_hop::{completion, patience, NextHop, Outgoing, Protocol, Upstream};
@@ -65,20 +65,6 @@ impl Relay {
                 Err(unavailable)
             }
         }
-    }
-
-    /// `params` as the next hop should see them: a declared SIZE grows by what this relay
-    /// adds to the content (its trace field and added line), so that a next hop whose limit
-    /// the message now passes refuses it at MAIL, not after the content.
-    pub(super) fn sized(&self, cx: &Context<'_>, params: &MailParams) -> MailParams {
-        let mut params = *params;
-        if let Some(size) = params.size {
-            // The trace field's protocol may still become the longer `UTF8SMTP`.
-            let trace = received(cx, SystemTime::now()).len() + "UTF8SMTP".len();
-            let added = trace + self.message.added_len();
-            params.size = Some(size.saturating_add(added as u64));
-        }
-        params
     }
 
     /// Sends `line` (MAIL or RCPT) and keeps the answer in `self.reply`; or the local error
