@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, python, require_tool, scripted_server, Client, Delivered, Server};
+use common::{
+    free_port, python, require_tool, scripted_server, with_peer, Client, Delivered, Server,
+};
 
 /// The upstream maildir's messages once `count` arrived (or after 5 s).
 fn delivered(upstream: &Server, count: usize) -> Vec<Delivered> {
@@ -40,15 +42,6 @@ fn relayed(message: &Delivered) -> (&str, &[u8]) {
     );
     assert!(!host.is_empty() && date.ends_with(" +0000"), "{trace}");
     (from, &content[end + 2..])
-}
-
-/// `content` as the upstream stores it: `X-Peer` added before the first empty line.
-fn with_peer(content: &[u8]) -> Vec<u8> {
-    let at = content
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(content.len(), |i| i + 2);
-    [&content[..at], b"X-Peer: 127.0.0.1\r\n", &content[at..]].concat()
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, python, require_tool, Server};
+use common::{free_port, python, require_tool, with_peer, Server};
 
 /// How long an upstream may take to store a message it accepted.
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
@@ -188,15 +188,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     paths.sort();
     paths
-}
-
-/// `content` with `X-Peer` added at the end of its headers, as PureProxy sends it on.
-fn with_peer(content: &[u8]) -> Vec<u8> {
-    let at = content
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(content.len(), |i| i + 2);
-    [&content[..at], b"X-Peer: 127.0.0.1\r\n", &content[at..]].concat()
 }
 
 /// `text` with LF line ends, as Postfix stores it.

@@ -524,3 +524,13 @@ pub fn require_tool(name: &str, version_arg: &str) {
          (install it with `apt-get install -y swaks curl`)"
     );
 }
+
+/// `content` as PureProxy sends it on: `X-Peer: 127.0.0.1` added at the end of its headers
+/// (before the first empty line, or last when there is none).
+pub fn with_peer(content: &[u8]) -> Vec<u8> {
+    let at = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(content.len(), |i| i + 2);
+    [&content[..at], b"X-Peer: 127.0.0.1\r\n", &content[at..]].concat()
+}
