@@ -199,8 +199,9 @@ impl<F: HandlerFactory> Server<F> {
 
     /// A handle to shut the server down from another thread (not from inside a signal
     /// handler: it takes a lock; the `smtpd` binary uses `signal-hook`'s iterator thread).
-    /// [`run`](Self::run) returns once the sessions are done. It holds duplicates of the listening sockets until it is dropped or used, so a server
-    /// that is dropped without [`run`](Self::run) keeps its port until then.
+    /// [`run`](Self::run) returns once the sessions are done. The handle holds duplicates of
+    /// the listening sockets until it is dropped or used, so a server that is dropped
+    /// without [`run`](Self::run) keeps its port until then.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
         Ok(ShutdownHandle {
             request: self.shutdown.clone(),

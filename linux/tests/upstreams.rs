@@ -130,17 +130,7 @@ impl Postfix {
 
     /// The stored messages, once there are `count` (or after [`STORE_PATIENCE`]).
     fn stored(&self, count: usize) -> Vec<Vec<u8>> {
-        let new = self.dir.path().join("mail/box/new");
-        let deadline = Instant::now() + STORE_PATIENCE;
-        while files(&new).len() < count && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Anything stored beyond `count` would arrive about now.
-        std::thread::sleep(Duration::from_millis(300));
-        files(&new)
-            .iter()
-            .map(|path| std::fs::read(path).unwrap())
-            .collect()
+        wait_for_files(&self.dir.path().join("mail/box/new"), count, |_| true)
     }
 }
 
@@ -188,6 +178,26 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     paths.sort();
     paths
+}
+
+/// The contents of the files in `dir` that are `stored`, in name order, once there are
+/// `count` (or after [`STORE_PATIENCE`]).
+fn wait_for_files(dir: &Path, count: usize, stored: impl Fn(&Path) -> bool) -> Vec<Vec<u8>> {
+    let paths = || -> Vec<PathBuf> {
+        let mut paths = files(dir);
+        paths.retain(|path| stored(path));
+        paths
+    };
+    let deadline = Instant::now() + STORE_PATIENCE;
+    while paths().len() < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Anything stored beyond `count` would arrive about now.
+    std::thread::sleep(Duration::from_millis(300));
+    paths()
+        .iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .collect()
 }
 
 /// `text` with LF line ends, as Postfix stores it.
@@ -495,20 +505,10 @@ impl Aiosmtpd {
     /// The stored messages as (sender, recipients, MAIL parameters, content), once there
     /// are `count` (or after [`STORE_PATIENCE`]).
     fn stored(&self, count: usize) -> Vec<(String, String, String, Vec<u8>)> {
-        let deadline = Instant::now() + STORE_PATIENCE;
-        let eml = || -> Vec<PathBuf> {
-            let mut paths = files(self.dir.path());
-            paths.retain(|p| p.extension().is_some_and(|e| e == "eml"));
-            paths
-        };
-        while eml().len() < count && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let mut stored: Vec<_> = eml()
+        let eml = |path: &Path| path.extension().is_some_and(|e| e == "eml");
+        let mut stored: Vec<_> = wait_for_files(self.dir.path(), count, eml)
             .iter()
-            .map(|path| {
-                let bytes = std::fs::read(path).unwrap();
+            .map(|bytes| {
                 let mut parts = bytes.splitn(4, |&b| b == b'\n');
                 let mut text = || String::from_utf8(parts.next().unwrap().to_vec()).unwrap();
                 let (from, to, params) = (text(), text(), text());

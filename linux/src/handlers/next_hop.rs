@@ -224,6 +224,10 @@ impl NextHop {
     /// would be taken for the answer to what is sent next, putting the next hop's replies
     /// out of step. A closed connection shows here too.
     fn nothing_unasked(&self) -> io::Result<()> {
+        let unasked = || io::Error::new(io::ErrorKind::InvalidData, "a reply nobody asked for");
+        if !self.input.is_empty() {
+            return Err(unasked());
+        }
         let mut octet = 0u8;
         // SAFETY: a one-octet receive into a live local, on the stream's own descriptor;
         // MSG_PEEK leaves any data for `reply`, MSG_DONTWAIT never blocks.
@@ -235,11 +239,8 @@ impl NextHop {
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
             )
         };
-        if !self.input.is_empty() || waiting > 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a reply nobody asked for",
-            ));
+        if waiting > 0 {
+            return Err(unasked());
         }
         if waiting == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
