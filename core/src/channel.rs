@@ -12,6 +12,7 @@
 //! - Memory is fixed: `LINE` octets of command line, `OUT` of replies, and the envelope
 //!   arena `A` the frontend chose. Nothing grows with the input.
 //! - While an event awaits its verdict, no input is consumed.
+//! - A closed session raises [`Event::Closed`] once, as its last event.
 //! - A new command is only processed with at least [`OUTPUT_RESERVE`] octets free, so its
 //!   reply always fits; otherwise `receive` stops and the driver must flush the output.
 
@@ -25,7 +26,7 @@ use crate::config::BareNewline;
 use crate::config::Config;
 use crate::data::{DataDecoder, DataError, Decoded};
 use crate::envelope::{Arena, Envelope};
-use crate::handler::{AbortReason, Body, Context, MailParams, SmtpState, Verdict};
+use crate::handler::{AbortReason, Body, CloseReason, Context, MailParams, SmtpState, Verdict};
 use crate::line::{LineBuffer, LineStatus};
 use crate::replies;
 use crate::reply::{EnhancedCode, Reply, ReplyWriter};
@@ -53,15 +54,28 @@ pub mod capacity {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
     Connect,
-    Hello { domain: &'a str, extended: bool },
-    Mail { from: &'a str, params: MailParams },
-    Rcpt { to: &'a str },
+    Hello {
+        domain: &'a str,
+        extended: bool,
+    },
+    Mail {
+        from: &'a str,
+        params: MailParams,
+    },
+    Rcpt {
+        to: &'a str,
+    },
     DataStart,
     DataEnd,
     DataAbort(AbortReason),
     Rset,
     Quit,
-    Unknown { verb: &'a str, arg: Option<&'a str> },
+    Unknown {
+        verb: &'a str,
+        arg: Option<&'a str>,
+    },
+    /// The session ended: the last event, once.
+    Closed(CloseReason),
 }
 
 /// The SMTP channel. See the module documentation.
@@ -176,6 +190,10 @@ struct State<'c, const OUT: usize, A> {
     deadline: Option<Instant>,
     /// Arm the timer at the next `receive` (a verdict was just given).
     rearm: bool,
+    /// Why the session closed (the first reason wins).
+    ended: Option<CloseReason>,
+    /// The `Closed` notification is still to be delivered.
+    ended_unheard: bool,
 }
 
 impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize>
@@ -216,6 +234,8 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 refused: false,
                 deadline: None,
                 rearm: true,
+                ended: None,
+                ended_unheard: false,
             },
         }
     }
@@ -336,8 +356,11 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
         if let Some(reason) = s.abort {
             return Some(Event::DataAbort(reason));
         }
+        let Some(pending) = s.pending else {
+            return s.ended.filter(|_| s.ended_unheard).map(Event::Closed);
+        };
         let line = self.line_str();
-        Some(match s.pending? {
+        Some(match pending {
             Pending::Connect => Event::Connect,
             Pending::Hello { domain, extended } => Event::Hello {
                 domain: domain.get(line),
@@ -360,7 +383,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
     }
 
     /// Applies the application's verdict on the current [`event`](Self::event).
-    /// For notifications (`DataAbort`, `Rset`, `Quit`) the verdict is ignored.
+    /// For notifications (`DataAbort`, `Rset`, `Quit`, `Closed`) the verdict is ignored.
     pub fn resolve(&mut self, verdict: Verdict<'_>) {
         let s = &mut self.state;
         if s.abort.take().is_some() {
@@ -370,6 +393,8 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             return;
         }
         let Some(pending) = s.pending.take() else {
+            // The `Closed` notification, if it was the event.
+            s.ended_unheard = false;
             return;
         };
         s.rearm = true;
@@ -404,6 +429,11 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
         matches!(self.state.mode, Mode::Closed)
     }
 
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.ended
+    }
+
     /// No transaction is in progress: the session can be ended now without losing anything
     /// (used for graceful shutdown).
     pub fn is_idle(&self) -> bool {
@@ -434,7 +464,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             Some(EnhancedCode(4, 4, 2)),
             format_args!("{hostname} Error: timeout exceeded"),
         );
-        s.close();
+        s.close(CloseReason::Timeout);
     }
 
     /// The server is stopping: ends the session with `421 4.3.2` (an open message is aborted,
@@ -453,7 +483,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             Some(EnhancedCode(4, 3, 2)),
             format_args!("{hostname} Service shutting down, closing connection"),
         );
-        s.close();
+        s.close(CloseReason::Shutdown);
     }
 
     /// The connection is gone: ends the session (an open message is aborted).
@@ -462,7 +492,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
         s.pending = None;
         s.drop_held();
         s.abort_message(AbortReason::Disconnected);
-        s.close();
+        s.close(CloseReason::Disconnected);
     }
 
     /// The session as Python's `SMTPChannel` attributes show it.
@@ -517,7 +547,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
         self.writer().reply(reply);
         if reply.closes() {
             self.abort_message(AbortReason::Disconnected);
-            self.close();
+            self.close(CloseReason::Unavailable);
         }
     }
 
@@ -551,11 +581,15 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Some(EnhancedCode(4, 7, 0)),
             format_args!("{hostname} Error: too many bad commands, closing connection"),
         );
-        self.close();
+        self.close(CloseReason::TooManyErrors);
         false
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, reason: CloseReason) {
+        if self.ended.is_none() {
+            self.ended = Some(reason);
+            self.ended_unheard = true;
+        }
         self.mode = Mode::Closed;
         self.deadline = None;
     }
@@ -1123,7 +1157,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             }
             Pending::Quit => {
                 self.reply(&replies::BYE);
-                self.close();
+                self.close(CloseReason::Quit);
             }
             Pending::Unknown { verb, .. } => match custom {
                 Some(reply) => self.reply(&reply),

@@ -15,6 +15,7 @@
 //! reach `data_end` (too big, bare newline, handler refusal, RSET, timeout, disconnect...):
 //! whatever the handler buffered for it must be discarded. Only the reply to `data_end`
 //! acknowledges a message, so a handler that answers 250 there must have handed it on.
+//! For the session: `connect` first, `closed` last (once, after any `data_abort`).
 #![allow(async_fn_in_trait)]
 
 use core::net::SocketAddr;
@@ -98,6 +99,25 @@ pub enum AbortReason {
     Disconnected,
     /// The server is shutting down.
     Shutdown,
+}
+
+/// Why a session ended ([`Handler::closed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CloseReason {
+    /// The client sent QUIT and got `221`.
+    Quit,
+    /// The connection ended without QUIT: the peer closed or reset it, or the frontend
+    /// stopped waiting for it (a write failed, or replies were left unread too long).
+    Disconnected,
+    /// The client was silent past a timeout: `421 4.4.2` (RFC 5321 4.5.3.2).
+    Timeout,
+    /// The server is shutting down: `421 4.3.2`.
+    Shutdown,
+    /// Too many bad commands: `421 4.7.0`.
+    TooManyErrors,
+    /// A handler's `421` (the service is not available, RFC 5321 3.8).
+    Unavailable,
 }
 
 /// What a hook can see of the session: Python's `SMTPChannel` attributes.
@@ -197,6 +217,14 @@ pub trait Handler {
     /// QUIT (the session ends after `221`).
     async fn quit(&mut self, cx: &Context<'_>) {
         let _ = cx;
+    }
+
+    /// The session is over, for `reason`; its last reply, if any, is already in the output.
+    /// Called once, after any `data_abort`: the place for per-session accounting. (A
+    /// frontend that drops a session without ending it, for instance when a handler
+    /// panicked, skips it.)
+    async fn closed(&mut self, cx: &Context<'_>, reason: CloseReason) {
+        let _ = (cx, reason);
     }
 
     /// A verb the core does not implement (Python's `smtp_FOO` methods). `None` answers

@@ -32,7 +32,7 @@ pub mod timeout;
 
 pub use channel::{Channel, Event};
 pub use config::{BareNewline, Config, Extensions, Limits, Timeouts};
-pub use handler::{AbortReason, Context, Handler, MailParams, Verdict};
+pub use handler::{AbortReason, CloseReason, Context, Handler, MailParams, Verdict};
 pub use reply::Reply;
 pub use session::Session;
 pub use timeout::Instant;

@@ -22,7 +22,7 @@ use core::net::SocketAddr;
 use crate::channel::{capacity, Channel, Event};
 use crate::config::Config;
 use crate::envelope::Arena;
-use crate::handler::{Context, Handler, Verdict};
+use crate::handler::{CloseReason, Context, Handler, Verdict};
 use crate::timeout::Instant;
 
 /// One SMTP session: channel state plus the application's handler.
@@ -136,6 +136,11 @@ impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, 
         self.channel.is_closed()
     }
 
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.channel.close_reason()
+    }
+
     /// No transaction is in progress (see [`Channel::is_idle`]).
     pub fn is_idle(&self) -> bool {
         self.channel.is_idle()
@@ -181,6 +186,10 @@ impl<'c, H: Handler, const LINE: usize, const OUT: usize, A: Arena> Session<'c, 
             }
             Event::Quit => {
                 handler.quit(&cx).await;
+                Verdict::Accept
+            }
+            Event::Closed(reason) => {
+                handler.closed(&cx, reason).await;
                 Verdict::Accept
             }
             Event::Unknown { verb, arg } => match handler.unknown(&cx, verb, arg).await {

@@ -1815,7 +1815,7 @@ fn quit_closes() {
     begin(&mut c);
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
     assert!(c.is_closed());
-    assert_eq!(c.handler().log.last().unwrap(), "quit");
+    assert_eq!(c.handler().log.last().unwrap(), "closed Quit");
     assert_eq!(c.send(b"NOOP\r\n"), "");
     assert_eq!(c.session.poll_timeout(), None);
 }

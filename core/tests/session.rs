@@ -3,7 +3,7 @@
 mod support;
 
 use smtpd_core::Reply;
-use support::{codes, config, Client, Recorder};
+use support::{block_on, codes, config, Client, Recorder};
 
 #[test]
 fn greeting_and_a_full_transaction() {
@@ -86,4 +86,63 @@ fn a_refusal_at_a_pause_refuses_the_message() {
     assert!(c.handler().log.iter().any(|l| l == "abort Refused"));
     assert_eq!(c.send(b"rest\r\n.\r\n"), "451 4.4.2 next hop lost\r\n");
     assert!(c.delivered().is_empty());
+}
+
+/// The hook calls from `closed` on: the session's last notifications.
+fn closing_log(c: &Client) -> Vec<&str> {
+    let log = &c.handler().log;
+    let first = log
+        .iter()
+        .position(|l| l.starts_with("abort") || l.starts_with("closed"))
+        .unwrap_or(log.len());
+    log[first..].iter().map(String::as_str).collect()
+}
+
+#[test]
+fn the_handler_hears_once_why_the_session_closed() {
+    let mut c = Client::ehlo();
+    c.cmd("QUIT");
+    // The peer's FIN after QUIT changes nothing.
+    c.disconnect();
+    assert_eq!(closing_log(&c), ["closed Quit"]);
+    assert_eq!(
+        c.session.close_reason(),
+        Some(smtpd_core::CloseReason::Quit)
+    );
+
+    // A message in progress is aborted first.
+    let mut c = Client::ehlo();
+    c.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\npart");
+    c.disconnect();
+    assert_eq!(
+        closing_log(&c),
+        ["abort Disconnected", "closed Disconnected"]
+    );
+
+    let mut c = Client::ehlo();
+    assert!(c.wait(301_000).starts_with("421 4.4.2"));
+    assert_eq!(closing_log(&c), ["closed Timeout"]);
+
+    let mut c = Client::ehlo();
+    block_on(c.session.handle_shutdown());
+    block_on(c.session.handle_shutdown());
+    assert_eq!(closing_log(&c), ["closed Shutdown"]);
+
+    let mut c = Client::ehlo();
+    let flood = "XYZZY\r\n".repeat(50);
+    assert!(c
+        .send(flood.as_bytes())
+        .ends_with("bad commands, closing connection\r\n"));
+    assert_eq!(closing_log(&c), ["closed TooManyErrors"]);
+
+    let handler = Recorder {
+        rcpt: Some(Reply::new(421, (4, 3, 0), "Upstream lost")),
+        ..Recorder::default()
+    };
+    let (mut c, _) = Client::connect_with(config(), handler);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<a@b.example>");
+    assert!(c.cmd("RCPT TO:<c@d.example>").starts_with("421 4.3.0"));
+    assert_eq!(closing_log(&c), ["closed Unavailable"]);
+    assert!(c.is_closed());
 }

@@ -30,7 +30,8 @@
 //!   octets, RCPT non-empty, unknown verbs printable ASCII);
 //! - the handler ordering contract: content chunks and `DataEnd`/`DataAbort` only for an
 //!   accepted `DataStart`, exactly one of them ends each message, RSET and QUIT come after
-//!   the open message's `DataAbort`, and once closed no message is left open;
+//!   the open message's `DataAbort`, and once closed no message is left open; a closed
+//!   session raises `Closed` exactly once, with its `close_reason()`, and no event after it;
 //! - `consume_output(n)` drops exactly the first `n` octets; `handle_timeout` closes the
 //!   session iff its deadline has passed; `handle_disconnect` and `shutdown` always close it
 //!   (and `shutdown` of a closed session writes nothing); `is_idle()` never holds while a
@@ -158,6 +159,8 @@ struct Driver<'c> {
     closed_at: Option<usize>,
     /// A `DataStart` was accepted and neither `DataEnd` nor `DataAbort` was seen.
     message_open: bool,
+    /// `Closed` was raised: no event may follow.
+    closed_heard: bool,
     now: u64,
 }
 
@@ -198,6 +201,7 @@ impl Driver<'_> {
             "event() changed without resolve"
         );
         check_event(&event);
+        assert!(!self.closed_heard, "{event:?} after Closed");
         let shown = format!("{event:?}");
         let is_data_start = event == Event::DataStart;
         match event {
@@ -210,6 +214,12 @@ impl Driver<'_> {
             Event::DataEnd | Event::DataAbort(_) => {
                 assert!(self.message_open, "{event:?} without an accepted DataStart");
                 self.message_open = false;
+            }
+            Event::Closed(reason) => {
+                assert!(self.ch.is_closed(), "Closed while the session is open");
+                assert_eq!(self.ch.close_reason(), Some(reason));
+                assert!(!self.message_open, "Closed while a message is open");
+                self.closed_heard = true;
             }
             _ => {}
         }
@@ -364,6 +374,7 @@ fuzz_target!(|data: &[u8]| {
         transcript: Vec::new(),
         closed_at: None,
         message_open: false,
+        closed_heard: false,
         now: 0,
     };
 
@@ -474,6 +485,7 @@ fuzz_target!(|data: &[u8]| {
             !d.message_open,
             "session closed with a message neither ended nor aborted"
         );
+        assert!(d.closed_heard, "session closed without its Closed event");
         let (n, chunk) = d.ch.receive(b"NOOP\r\n", Instant::from_millis(d.now));
         assert_eq!(
             (n, chunk),

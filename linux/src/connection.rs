@@ -23,7 +23,7 @@ use compio::buf::BufResult;
 use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use smtpd_core::channel::capacity;
-use smtpd_core::{replies, Config, Handler, Instant, Session};
+use smtpd_core::{replies, CloseReason, Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
 use crate::arena::PageArena;
@@ -34,14 +34,27 @@ use crate::server::{closing_reply, Clock};
 /// How a session ended, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The session closed itself (QUIT, 421 after too many errors, refused connect).
-    Closed,
-    /// The client kept the session waiting past a timeout (`421 4.4.2`).
+    /// The session closed itself: QUIT, too many bad commands, or a handler's `421`.
+    Closed(CloseReason),
+    /// The client kept the session waiting past a timeout (`421 4.4.2`), or left its
+    /// replies unread as long.
     TimedOut,
     /// The client went away without QUIT.
     Disconnected,
     /// Ended by server shutdown.
     Shutdown,
+}
+
+impl Outcome {
+    /// How a closed session ended, as the core saw it.
+    fn of<H: Handler>(session: &ServerSession<H>) -> Outcome {
+        match session.close_reason() {
+            Some(CloseReason::Timeout) => Outcome::TimedOut,
+            Some(CloseReason::Shutdown) => Outcome::Shutdown,
+            Some(CloseReason::Disconnected) | None => Outcome::Disconnected,
+            Some(reason) => Outcome::Closed(reason),
+        }
+    }
 }
 
 /// What a connection needs from its server (one value per thread, cloned per connection).
@@ -147,7 +160,6 @@ async fn converse<H: Handler>(
     // Only used for replies the socket does not take at once.
     let mut output: Vec<u8> = Vec::new();
     let grace_until: Cell<Option<StdInstant>> = Cell::new(None);
-    let mut outcome = Outcome::Closed;
     // A peer may leave replies unread as long as it may stay silent (RFC 5321 gives no
     // write timeout; Postfix uses its command timeout too), and not past the grace period.
     let replies = Replies {
@@ -171,7 +183,7 @@ async fn converse<H: Handler>(
             }
         }
         if session.is_closed() {
-            return outcome;
+            return Outcome::of(session);
         }
         if !input.is_empty() {
             // The core consumes more once its output is flushed (channel::receive).
@@ -188,7 +200,6 @@ async fn converse<H: Handler>(
         }
         if grace_until.get().is_some() && session.is_idle() {
             session.handle_shutdown().await;
-            outcome = Outcome::Shutdown;
             continue;
         }
         let chunk = loop {
@@ -215,25 +226,20 @@ async fn converse<H: Handler>(
                 Wake::Timer => {
                     if work.grace_over() {
                         session.handle_shutdown().await;
-                        outcome = Outcome::Shutdown;
                     } else {
                         session.handle_timeout(clock.now()).await;
-                        if session.is_closed() {
-                            outcome = Outcome::TimedOut;
-                        }
                     }
                 }
                 Wake::Shutdown => {
                     if session.is_idle() {
                         session.handle_shutdown().await;
-                        outcome = Outcome::Shutdown;
                     }
                 }
             }
             if session.is_closed() {
                 // Nothing more is wanted: the reply goes out, then the connection closes.
                 let _ = replies.write(session, output, grace_until.get()).await;
-                return outcome;
+                return Outcome::of(session);
             }
         };
         let Ok(Some(chunk)) = chunk else {

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
 use tracing::Level;
 
-use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
+use smtpd_core::handler::{AbortReason, CloseReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
 use crate::date::civil_from_days;
@@ -142,6 +142,10 @@ impl<H: Handler> Handler for Logged<H> {
 
     async fn quit(&mut self, cx: &Context<'_>) {
         self.inner.quit(cx).await
+    }
+
+    async fn closed(&mut self, cx: &Context<'_>, reason: CloseReason) {
+        self.inner.closed(cx, reason).await
     }
 
     async fn unknown(

@@ -461,6 +461,18 @@ fn the_client_s_221_does_not_wait_for_the_upstream_s() {
 }
 
 #[test]
+fn a_client_leaving_without_quit_still_ends_the_upstream_session_with_quit() {
+    let (addr, upstream) = upstream_falling_silent(&["250 ok\r\n", "250 ok\r\n", "221 bye\r\n"]);
+    let relay = Server::relay(&addr, &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    drop(client);
+    let lines = upstream.join().unwrap();
+    assert_eq!(lines.last().map(String::as_str), Some("QUIT"), "{lines:?}");
+}
+
+#[test]
 fn shutdown_ends_a_session_waiting_on_its_upstream_with_421() {
     let (addr, upstream) = upstream_falling_silent(&["250 ok\r\n", "250 ok\r\n"]);
     let mut relay = Server::relay(&addr, &["--shutdown-grace", "1"]);
@@ -483,10 +495,9 @@ fn shutdown_ends_a_session_waiting_on_its_upstream_with_421() {
         .wait_exit(Duration::from_secs(5))
         .expect("smtpd did not exit");
     assert_eq!(status.code(), Some(0), "{}", relay.stderr.text());
-    assert_eq!(
-        upstream.join().unwrap().last().unwrap(),
-        "RCPT TO:<x@y.example>"
-    );
+    // The upstream's session was ended with QUIT as well.
+    let lines = upstream.join().unwrap();
+    assert_eq!(lines[lines.len() - 2..], ["RCPT TO:<x@y.example>", "QUIT"]);
 }
 
 #[test]

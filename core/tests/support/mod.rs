@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
+use smtpd_core::handler::{AbortReason, CloseReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::{Config, Instant, Reply, Session};
 
 /// Runs a future that never waits (the test handlers answer at once).
@@ -142,6 +142,10 @@ impl Handler for Recorder {
 
     async fn quit(&mut self, _: &Context<'_>) {
         self.log.push("quit".into());
+    }
+
+    async fn closed(&mut self, _: &Context<'_>, reason: CloseReason) {
+        self.log.push(format!("closed {reason:?}"));
     }
 
     async fn unknown(

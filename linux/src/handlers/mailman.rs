@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use smtpd_core::client::{write_mail, write_rcpt};
-use smtpd_core::handler::{AbortReason, Context, Handler, MailParams, Verdict};
+use smtpd_core::handler::{AbortReason, CloseReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
 use super::next_hop::{completion, patience, NextHop, Protocol, Upstream};
@@ -273,8 +273,9 @@ impl Handler for MailmanProxy {
         }
     }
 
-    async fn quit(&mut self, cx: &Context<'_>) {
-        self.relay.quit(cx).await;
+    /// However the session ended, the upstream's and Mailman's end with QUIT.
+    async fn closed(&mut self, cx: &Context<'_>, reason: CloseReason) {
+        self.relay.closed(cx, reason).await;
         self.lists.quit();
     }
 }

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use smtpd_core::client::{write_mail, write_rcpt, ServerExtensions};
-use smtpd_core::handler::{AbortReason, Body, Context, Handler, MailParams, Verdict};
+use smtpd_core::handler::{AbortReason, Body, CloseReason, Context, Handler, MailParams, Verdict};
 use smtpd_core::Reply;
 
 use super::next_hop::{patience, Protocol, Upstream};
@@ -145,7 +145,8 @@ impl Handler for PureProxy {
         self.relay.data_abort(reason);
     }
 
-    async fn quit(&mut self, _: &Context<'_>) {
+    /// However the session ended, the upstream's ends with QUIT.
+    async fn closed(&mut self, _: &Context<'_>, _: CloseReason) {
         self.relay.quit();
     }
 }
