@@ -158,6 +158,7 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
          s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example')\n\
          post = b'From: member@example.org\\r\\nTo: ant@example.com\\r\\nSubject: to the list\\r\\n\\r\\n.dotted\\r\\nhello list\\r\\n'\n\
          print(s.sendmail('member@example.org', ['ant@example.com', 'other@example.net'], post))\n\
+         print(s.sendmail('member@example.org', ['ant@example.com', 'Ant@Example.COM'], b'From: member@example.org\\r\\nTo: ant@example.com\\r\\nSubject: named twice\\r\\n\\r\\nonce\\r\\n'))\n\
          print(s.sendmail('member@example.org', ['other@example.net', 'ant-bogus@example.com'], b'Subject: relayed\\r\\n\\r\\nhello other\\r\\n'))\n\
          print(s.sendmail('member@example.org', ['x@example.net', 'ant@example.com'], b'Subject: mixed\\r\\n\\r\\nx\\r\\n'))\n\
          try: s.sendmail('member@example.org', ['ant@example.com'], b'Subject: utf8\\r\\n\\r\\nx\\r\\n', mail_options=['SMTPUTF8'])\n\
@@ -174,7 +175,7 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
     assert_eq!(
         out,
         format!(
-            "{{'other@example.net': {one_place}}}\n{{}}\n{{'ant@example.com': {one_place}}}\n\
+            "{{'other@example.net': {one_place}}}\n{{}}\n{{}}\n{{'ant@example.com': {one_place}}}\n\
              {{'ant@example.com': {no_utf8}}}\n{{}}\n"
         )
     );
@@ -207,6 +208,14 @@ fn list_mail_goes_through_mailman_and_the_rest_is_relayed() {
     assert_eq!(utf8.mail_from, "späm@exämple.org");
     assert!(text(&utf8.content).contains(" with UTF8SMTP; "));
     assert!(text(&utf8.content).contains("utf8 relayed"));
+    // The list named twice in one transaction is one post, so one copy for the member.
+    wait_for(&smtp, "member@example.org", "Subject: [Ant] named twice");
+    std::thread::sleep(Duration::from_secs(3));
+    let copies = common::read_maildir(smtp.maildir_path())
+        .into_iter()
+        .filter(|m| text(&m.content).contains("Subject: [Ant] named twice"))
+        .count();
+    assert_eq!(copies, 1);
 }
 
 #[test]
