@@ -134,6 +134,8 @@ enum Pending {
         verb: Span,
         arg: Option<Span>,
     },
+    /// The session ended; a notification.
+    Closed(CloseReason),
 }
 
 #[derive(Clone, Debug)]
@@ -192,8 +194,6 @@ struct State<'c, const OUT: usize, A> {
     rearm: bool,
     /// Why the session closed (the first reason wins).
     ended: Option<CloseReason>,
-    /// The `Closed` notification is still to be delivered.
-    ended_unheard: bool,
 }
 
 impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize>
@@ -235,7 +235,6 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 deadline: None,
                 rearm: true,
                 ended: None,
-                ended_unheard: false,
             },
         }
     }
@@ -356,11 +355,8 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
         if let Some(reason) = s.abort {
             return Some(Event::DataAbort(reason));
         }
-        let Some(pending) = s.pending else {
-            return s.ended.filter(|_| s.ended_unheard).map(Event::Closed);
-        };
         let line = self.line_str();
-        Some(match pending {
+        Some(match s.pending? {
             Pending::Connect => Event::Connect,
             Pending::Hello { domain, extended } => Event::Hello {
                 domain: domain.get(line),
@@ -379,6 +375,7 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
                 verb: verb.get(line),
                 arg: arg.map(|arg| arg.get(line)),
             },
+            Pending::Closed(reason) => Event::Closed(reason),
         })
     }
 
@@ -393,8 +390,6 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             return;
         }
         let Some(pending) = s.pending.take() else {
-            // The `Closed` notification, if it was the event.
-            s.ended_unheard = false;
             return;
         };
         s.rearm = true;
@@ -588,7 +583,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
     fn close(&mut self, reason: CloseReason) {
         if self.ended.is_none() {
             self.ended = Some(reason);
-            self.ended_unheard = true;
+            self.pending = Some(Pending::Closed(reason));
         }
         self.mode = Mode::Closed;
         self.deadline = None;
@@ -1159,6 +1154,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
                 self.reply(&replies::BYE);
                 self.close(CloseReason::Quit);
             }
+            Pending::Closed(_) => {}
             Pending::Unknown { verb, .. } => match custom {
                 Some(reply) => self.reply(&reply),
                 None => {
@@ -1229,9 +1225,11 @@ fn step_code(pending: Pending, reply: Reply<'_>) -> Reply<'_> {
         Pending::Hello { .. } | Pending::Mail { .. } | Pending::DataEnd => 250,
         Pending::Rcpt { .. } if reply.code == 251 => 251,
         Pending::Rcpt { .. } => 250,
-        Pending::DataStart { .. } | Pending::Rset | Pending::Quit | Pending::Unknown { .. } => {
-            reply.code
-        }
+        Pending::DataStart { .. }
+        | Pending::Rset
+        | Pending::Quit
+        | Pending::Unknown { .. }
+        | Pending::Closed(_) => reply.code,
     };
     Reply { code, ..reply }
 }
