@@ -7,8 +7,8 @@
 //! sub-addresses) and refuses any other with `550`; those are relayed. A message goes to one
 //! place, one list or the relay: a recipient for another place gets `452 4.5.3`, which
 //! clients send again in a transaction of its own (RFC 5321 3.3); the same list named twice
-//! is one post. So the reply after the
-//! content is the one place's: `250` means Mailman (or the upstream) has the message.
+//! is one post. So the reply after the content is the one place's: `250` means Mailman (or
+//! the upstream) has the message.
 //! MAIL is answered here and passed on with the first recipient, to Mailman or the relay,
 //! whose refusal then answers that RCPT. A MAIL Mailman cannot take (SMTPUTF8, which its
 //! runner does not offer, or its refusal) says nothing about the recipients: a bare MAIL asks
@@ -95,8 +95,6 @@ pub struct MailmanProxy {
     /// This transaction's MAIL, passed on when its first recipient shows where it goes.
     sender: Option<(String, MailParams)>,
     route: Option<Route>,
-    /// The list address of a transaction routed to Mailman.
-    list: String,
     lists_mail: ListsMail,
     /// The relay has this transaction's MAIL.
     relay_mailed: bool,
@@ -110,7 +108,6 @@ impl MailmanProxy {
             lists: Relay::new(lists, Protocol::Lmtp, String::new()),
             sender: None,
             route: None,
-            list: String::new(),
             lists_mail: ListsMail::Unsent,
             relay_mailed: false,
         }
@@ -222,8 +219,10 @@ impl Handler for MailmanProxy {
     async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
         if self.route == Some(Route::List) {
             // The same list named again (list names are case-insensitive in Mailman): one
-            // post, so not passed on, and not a recipient to send separately either.
-            if to.eq_ignore_ascii_case(&self.list) {
+            // post, so not passed on, and not a recipient to send separately either. The
+            // list is the transaction's first accepted recipient: any other went elsewhere.
+            let list = cx.rcpttos.clone().next();
+            if list.is_some_and(|list| list.eq_ignore_ascii_case(to)) {
                 return Verdict::Accept;
             }
             return Verdict::Reply(ONE_PLACE);
@@ -236,8 +235,6 @@ impl Handler for MailmanProxy {
                 _ if self.route == Some(Route::Relay) => Verdict::Reply(ONE_PLACE),
                 _ => {
                     self.route = Some(Route::List);
-                    self.list.clear();
-                    self.list.push_str(to);
                     self.lists.verdict(Ok(()))
                 }
             },
