@@ -12,6 +12,7 @@
 //! - [`reply`] encodes replies; [`replies`] holds the texts the core sends.
 //! - [`channel`] is the state machine; [`envelope`] stores greeting and envelope compactly.
 //! - [`handler`] is the application's async trait; [`session`] drives a channel with one.
+//! - [`relay_policy`] says who may relay to where (RFC 5321 3.6.2, 7.1).
 //! - [`config`] holds limits, timeouts and extension switches; [`timeout`] the time type.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod data;
 pub mod envelope;
 pub mod handler;
 pub mod line;
+pub mod relay_policy;
 pub mod replies;
 pub mod reply;
 pub mod session;

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use smtpd_core::config::BareNewline;
+use smtpd_core::relay_policy::Network;
 use smtpd_core::Config;
 
+use crate::handlers::RelayAccess;
 use crate::server::Options;
 
 /// A fast, safe SMTP server (a drop-in for Python's `python -m smtpd`).
@@ -41,6 +43,20 @@ pub struct Args {
     /// Upstream server for PureProxy and MailmanProxy.
     #[arg(value_name = "remotehost:port", default_value = "localhost:25")]
     pub remote: String,
+    /// Clients that may relay to any domain through PureProxy and MailmanProxy: networks or
+    /// addresses, comma-separated (`192.168.0.0/16,2001:db8::/32`). Others may send only to
+    /// --relay-domains. `0.0.0.0/0,::/0` makes an open relay.
+    #[arg(
+        long,
+        value_name = "NETWORKS",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub relay_networks: Vec<Network>,
+    /// Domains anyone may send to through PureProxy and MailmanProxy, comma-separated:
+    /// `example.com` is that domain, `.example.com` any domain below it.
+    #[arg(long, value_name = "DOMAINS", value_delimiter = ',', value_parser = relay_domain)]
+    pub relay_domains: Vec<String>,
     /// Mailman 3's LMTP runner, for MailmanProxy (its `lmtp_host`:`lmtp_port`).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8024")]
     pub lmtp: String,
@@ -94,6 +110,18 @@ fn at_least_one<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
 /// A number of seconds from `min` up to a year (deadlines stay far from overflowing).
 fn seconds(min: u64) -> clap::builder::RangedU64ValueParser<u64> {
     clap::builder::RangedU64ValueParser::new().range(min..=365 * 24 * 3600)
+}
+
+/// A `--relay-domains` entry: a domain, or a dot and a domain.
+fn relay_domain(text: &str) -> Result<String, String> {
+    let domain = text.strip_prefix('.').unwrap_or(text);
+    let usable = !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.contains(|c: char| c == '@' || c.is_whitespace() || c.is_control());
+    match usable {
+        true => Ok(text.to_owned()),
+        false => Err("expected a domain (example.com) or a dot and a domain (.example.com)".into()),
+    }
 }
 
 /// `--bare-newline` (Postfix's `smtpd_forbid_bare_newline`, whose default since 3.9 is
@@ -192,6 +220,14 @@ impl Args {
         config.timeouts.command = Duration::from_secs(self.command_timeout);
         config.timeouts.data_block = Duration::from_secs(self.data_timeout);
         config
+    }
+
+    /// Who may relay through the proxies.
+    pub fn relay_access(&self) -> RelayAccess {
+        RelayAccess {
+            networks: self.relay_networks.clone(),
+            domains: self.relay_domains.clone(),
+        }
     }
 
     pub fn options(&self) -> Result<Options, String> {

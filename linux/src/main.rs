@@ -8,7 +8,9 @@ use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smtpd_linux::cli::{Args, Class, LogFormat};
-use smtpd_linux::handlers::{DebuggingServer, Maildir, MailmanProxy, PureProxy, Sink, Upstream};
+use smtpd_linux::handlers::{
+    DebuggingServer, Maildir, MailmanProxy, PureProxy, RelayAccess, Sink, Upstream,
+};
 use smtpd_linux::logging::{BatchedStderr, TextLayer};
 use smtpd_linux::{Buffered, HandlerFactory, Server};
 use tracing_subscriber::layer::SubscriberExt;
@@ -40,6 +42,7 @@ fn run(args: &Args) -> Result<(), String> {
         address: args.remote.clone(),
         hostname: config.hostname.to_owned(),
     });
+    let access = Arc::new(args.relay_access());
     let lists = Arc::new(Upstream {
         address: args.lmtp.clone(),
         hostname: config.hostname.to_owned(),
@@ -55,12 +58,16 @@ fn run(args: &Args) -> Result<(), String> {
             serve(builder.build(move |_| Buffered::new(printer)))
         }
         Class::Sink => serve(builder.build(|_| Sink)),
-        Class::MailmanProxy => serve(builder.build(move |peer: std::net::SocketAddr| {
-            MailmanProxy::new(upstream.clone(), lists.clone(), peer.ip())
-        })),
-        Class::PureProxy => {
+        Class::MailmanProxy => {
+            log_relay_access(&access);
             serve(builder.build(move |peer: std::net::SocketAddr| {
-                PureProxy::new(upstream.clone(), peer.ip())
+                MailmanProxy::new(upstream.clone(), access.clone(), lists.clone(), peer.ip())
+            }))
+        }
+        Class::PureProxy => {
+            log_relay_access(&access);
+            serve(builder.build(move |peer: std::net::SocketAddr| {
+                PureProxy::new(upstream.clone(), access.clone(), peer.ip())
             }))
         }
         Class::Maildir(dir) => {
@@ -69,6 +76,21 @@ fn run(args: &Args) -> Result<(), String> {
             let dir: Arc<PathBuf> = Arc::new(dir);
             serve(builder.build(move |_| Maildir::new(dir.clone())))
         }
+    }
+}
+
+/// Says who may relay, and warns of an open relay.
+fn log_relay_access(access: &RelayAccess) {
+    let networks = access.networks.iter().map(|network| network.to_string());
+    let networks = networks.collect::<Vec<_>>().join(",");
+    let domains = access.domains.join(",");
+    tracing::info!(%networks, %domains, "relaying for clients in networks, and for anyone to domains");
+    if access
+        .networks
+        .iter()
+        .any(|network| network.is_everything())
+    {
+        tracing::warn!("--relay-networks holds every address: this is an open relay");
     }
 }
 

@@ -288,3 +288,40 @@ fn an_lmtp_reply_neither_yes_nor_no_routes_nothing() {
     assert_eq!(script.join().unwrap()[0].len(), 3);
     assert!(smtp.files_in("new").is_empty());
 }
+
+#[test]
+fn lists_take_mail_from_anyone_and_the_rest_only_from_relay_clients() {
+    // 127.0.0.1 is outside the relay networks; the upstream is down, so a relayed recipient
+    // would get 451, not 550 5.7.1.
+    let smtp = Server::maildir(&[]);
+    let (lmtp, script) = scripted_server(&[&[
+        "250 lmtp\r\n",
+        "250 2.1.0 ok\r\n",
+        "550 5.1.1 no such list\r\n",
+        "250 2.1.5 ok\r\n",
+        "221 bye\r\n",
+    ]]);
+    let down = format!("127.0.0.1:{}", free_port());
+    let proxy = Server::relaying(
+        "MailmanProxy",
+        &down,
+        &["--lmtp", &lmtp, "--relay-networks", "10.0.0.0/8"],
+    );
+    let mut client = proxy.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<other@example.net>", "550 5.7.1");
+    client.expect("RCPT TO:<ant@lists.example>", "250 2.1.5");
+    client.expect("QUIT", "221 ");
+    let sessions = script.join().unwrap();
+    assert_eq!(
+        sessions[0][1..],
+        [
+            "MAIL FROM:<a@b.example>",
+            "RCPT TO:<other@example.net>",
+            "RCPT TO:<ant@lists.example>",
+            "QUIT"
+        ]
+    );
+    assert!(smtp.files_in("new").is_empty());
+}

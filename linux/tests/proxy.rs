@@ -660,3 +660,78 @@ fn a_mail_accepted_with_251_is_reset_upstream_before_the_next() {
     assert_eq!(lines[4], "RSET", "{lines:?}");
     assert_eq!(lines[5], "MAIL FROM:<c@b.example>", "{lines:?}");
 }
+
+#[test]
+fn only_clients_in_the_relay_networks_may_send_anywhere() {
+    let upstream = Server::maildir(&[]);
+    // 127.0.0.1 is outside these networks: an outsider, who may send only to the domains.
+    let relay = Server::relay(
+        &upstream.addr.to_string(),
+        &[
+            "--relay-networks",
+            "10.0.0.0/8,::1",
+            "--relay-domains",
+            "example.org,.lists.example.net",
+        ],
+    );
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<x@elsewhere.example>", "550 5.7.1");
+    client.expect("RCPT TO:<ant@Example.ORG>", "250 ");
+    client.expect("RCPT TO:<x@sub.example.org>", "550 5.7.1");
+    client.expect("RCPT TO:<bee@a.lists.example.net>", "250 ");
+    client.expect("RCPT TO:<x@lists.example.net>", "550 5.7.1");
+    client.expect("RCPT TO:<Postmaster>", "250 ");
+    let reply = client.data(b"Subject: in\r\n\r\nfor the domains\r\n");
+    assert!(reply.starts_with("250 "), "{reply}");
+    client.expect("QUIT", "221 ");
+    let messages = delivered(&upstream, 1);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].rcpt_to,
+        ["ant@Example.ORG", "bee@a.lists.example.net", "Postmaster"]
+    );
+
+    // By default loopback clients relay anywhere (and no one else).
+    let relay = Server::relay(&upstream.addr.to_string(), &[]);
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<x@elsewhere.example>", "250 ");
+    let reply = client.data(b"Subject: out\r\n\r\nfrom loopback\r\n");
+    assert!(reply.starts_with("250 "), "{reply}");
+    assert_eq!(delivered(&upstream, 2).len(), 2);
+    assert!(relay.stderr.text().contains("networks=127.0.0.0/8,::1/128"));
+}
+
+#[test]
+fn an_open_relay_must_be_asked_for_and_is_warned_of() {
+    let upstream = Server::maildir(&[]);
+    let relay = Server::relay(
+        &upstream.addr.to_string(),
+        &["--relay-networks", "0.0.0.0/0,::/0"],
+    );
+    assert!(relay
+        .stderr
+        .wait_for(Duration::from_secs(5), |log| log.contains("WARN")
+            && log.contains("open relay")));
+    let mut client = relay.client();
+    client.expect("EHLO client.example", "250");
+    client.expect("MAIL FROM:<a@b.example>", "250 ");
+    client.expect("RCPT TO:<x@elsewhere.example>", "250 ");
+    for bad in ["10.0.0.0/33", "example.com", "10.0.0.1/+8"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
+            .args(["-c", "PureProxy", "--relay-networks", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    for bad in ["", ".", "a@example.com", "..example.com"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
+            .args(["-c", "PureProxy", "--relay-domains", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! Which recipients are lists is Mailman's to say: each RCPT is first asked of its LMTP
 //! runner, which accepts its lists' addresses (with their `-request`, `-owner`, `-join`...
-//! sub-addresses) and refuses any other with `550`; those are relayed. A message goes to one
+//! sub-addresses) and refuses any other with `550`; those are relayed, as the
+//! [`RelayAccess`] permits (lists take mail from anyone). A message goes to one
 //! place, one list or the relay: a recipient for another place gets `452 4.5.3`, which
 //! clients send again in a transaction of its own (RFC 5321 3.3); the same list named twice
 //! is one post. So the reply after the content is the one place's: `250` means Mailman (or
@@ -25,7 +26,7 @@ use smtpd_core::handler::{AbortReason, CloseReason, Context, Handler, MailParams
 use smtpd_core::Reply;
 
 use super::next_hop::{completion, patience, NextHop, Protocol, Upstream};
-use super::proxy::{unsupported, PureProxy};
+use super::proxy::{unsupported, PureProxy, RelayAccess};
 use super::relay::{Relay, LOST};
 use crate::message::OwnedReply;
 
@@ -101,10 +102,16 @@ pub struct MailmanProxy {
 }
 
 impl MailmanProxy {
-    /// Relays to `upstream`, list mail to Mailman's LMTP runner at `lists`.
-    pub fn new(upstream: Arc<Upstream>, lists: Arc<Upstream>, peer: IpAddr) -> Self {
+    /// List mail to Mailman's LMTP runner at `lists`, from anyone; other recipients are
+    /// relayed to `upstream` as `access` permits.
+    pub fn new(
+        upstream: Arc<Upstream>,
+        access: Arc<RelayAccess>,
+        lists: Arc<Upstream>,
+        peer: IpAddr,
+    ) -> Self {
         MailmanProxy {
-            relay: PureProxy::new(upstream, peer),
+            relay: PureProxy::new(upstream, access, peer),
             lists: Relay::new(lists, Protocol::Lmtp, String::new()),
             sender: None,
             route: None,
@@ -189,6 +196,9 @@ impl MailmanProxy {
     }
     /// Relays `to`, passing the relay this transaction's MAIL first.
     async fn relay_rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        if let Err(denied) = self.relay.access.check(cx, to) {
+            return Verdict::Reply(denied);
+        }
         if !self.relay_mailed {
             let Some((from, params)) = self.sender.as_ref() else {
                 return Verdict::Reply(LOST);

@@ -12,5 +12,5 @@ pub use debugging::{python_bytes_repr, DebuggingServer};
 pub use maildir::Maildir;
 pub use mailman::MailmanProxy;
 pub use next_hop::Upstream;
-pub use proxy::PureProxy;
+pub use proxy::{PureProxy, RelayAccess};
 pub use sink::Sink;

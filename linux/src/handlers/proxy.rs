@@ -8,6 +8,10 @@
 //! content is the upstream's `250`: the message was handed on. As in Python, an
 //! `X-Peer: <client ip>` line is added at the end of the headers.
 //!
+//! Unlike Python's, it is no open relay: only clients in its [`RelayAccess`] networks
+//! (loopback by default) may send to any domain, others only to its domains; other
+//! recipients get `550 5.7.1` and never reach the upstream.
+//!
 //! Replies pass unchanged but for `421` (see [`Relay`]). A message whose relay is dropped
 //! (the client vanished, RSET...) ends the upstream session without the final dot, so the
 //! upstream discards it. Content goes out with CRLF line ends and dot-stuffing by the core's
@@ -19,6 +23,7 @@ use std::sync::Arc;
 
 use smtpd_core::client::{write_mail, write_rcpt, ServerExtensions};
 use smtpd_core::handler::{AbortReason, Body, CloseReason, Context, Handler, MailParams, Verdict};
+use smtpd_core::relay_policy::{Network, RelayPolicy, LOOPBACK, RELAY_DENIED};
 use smtpd_core::Reply;
 
 use super::next_hop::{patience, Protocol, Upstream};
@@ -50,16 +55,57 @@ pub(super) fn unsupported(
     None
 }
 
+/// Who may relay through a proxy, shared by all connections: the owned form of the core's
+/// [`RelayPolicy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayAccess {
+    /// Clients that may send to any domain.
+    pub networks: Vec<Network>,
+    /// Domains anyone may send to (`example.com`, or `.example.com` for those below it).
+    pub domains: Vec<String>,
+}
+
+/// Loopback clients only, to no domain else: no open relay by default.
+impl Default for RelayAccess {
+    fn default() -> Self {
+        RelayAccess {
+            networks: LOOPBACK.to_vec(),
+            domains: Vec::new(),
+        }
+    }
+}
+
+impl RelayAccess {
+    pub fn policy(&self) -> RelayPolicy<'_, String> {
+        RelayPolicy {
+            networks: &self.networks,
+            domains: &self.domains,
+        }
+    }
+
+    /// `Err` with `550 5.7.1` unless the client of `cx` may send to `to`.
+    pub(super) fn check(&self, cx: &Context<'_>, to: &str) -> Result<(), Reply<'static>> {
+        match self.policy().permits(cx.peer.map(|peer| peer.ip()), to) {
+            true => Ok(()),
+            false => Err(RELAY_DENIED),
+        }
+    }
+}
+
 /// One client connection's relay.
 #[derive(Debug)]
 pub struct PureProxy {
     relay: Relay,
+    pub(super) access: Arc<RelayAccess>,
 }
 
 impl PureProxy {
-    pub fn new(upstream: Arc<Upstream>, peer: IpAddr) -> Self {
+    /// Relays to `upstream` the recipients `access` permits; `peer` is the client's address
+    /// for the `X-Peer` line.
+    pub fn new(upstream: Arc<Upstream>, access: Arc<RelayAccess>, peer: IpAddr) -> Self {
         PureProxy {
             relay: Relay::new(upstream, Protocol::Smtp, format!("X-Peer: {peer}\r\n")),
+            access,
         }
     }
 
@@ -118,7 +164,10 @@ impl Handler for PureProxy {
         self.verdict(mailed)
     }
 
-    async fn rcpt(&mut self, _: &Context<'_>, to: &str) -> Verdict<'_> {
+    async fn rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        if let Err(denied) = self.access.check(cx, to) {
+            return Verdict::Reply(denied);
+        }
         let mut line = String::new();
         let _ = write_rcpt(&mut line, to);
         let exchanged = self.relay.exchange(&line, patience::COMMAND).await;
