@@ -13,7 +13,7 @@ set -euo pipefail
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
-ALL_TARGETS=(command_parser data_decoder channel client)
+ALL_TARGETS=(command_parser data_decoder channel client proxy_header)
 if [[ $# -gt 0 ]]; then
     TARGETS=("$@")
 else
@@ -57,6 +57,12 @@ seed channel verdicts '\x3f\x14\x10\x07\x03\x82\x01\x06h\ri\n\x85\x00\x03\x05\x2
 seed client replies '\x09220 mx ESMTP\r\n250-mx\r\n250-SIZE 10\r\n250 8BITMIME\r\n550 5.1.1 no\r\n'
 seed client content '\x03a\n.\nb\r.\r\n..\r\n.\rX'
 
+# proxy_header: a connection's first octets.
+seed proxy_header v1 'PROXY TCP4 203.0.113.7 192.0.2.1 56324 25\r\nEHLO x\r\n'
+seed proxy_header v1-unknown 'PROXY UNKNOWN\r\n'
+seed proxy_header v2 '\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xcb\x00\x71\x07\xc0\x00\x02\x01\xdc\x04\x00\x19EHLO x\r\n'
+seed proxy_header v2-local '\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00'
+
 mkdir -p "$FUZZ_DIR/artifacts"
 failed=()
 for target in "${TARGETS[@]}"; do
@@ -65,6 +71,7 @@ for target in "${TARGETS[@]}"; do
         data_decoder) dict="$FUZZ_DIR/dict/data.dict" max_len=4096 ;;
         channel) dict="$FUZZ_DIR/dict/smtp.dict" max_len=8192 ;;
         client) dict="$FUZZ_DIR/dict/data.dict" max_len=4096 ;;
+        proxy_header) dict="$FUZZ_DIR/dict/proxy.dict" max_len=2200 ;;
         *)
             echo "run.sh: unknown target $target (known: ${ALL_TARGETS[*]})" >&2
             exit 2

@@ -12,6 +12,8 @@
 //! - [`reply`] encodes replies; [`replies`] holds the texts the core sends.
 //! - [`channel`] is the state machine; [`envelope`] stores greeting and envelope compactly.
 //! - [`handler`] is the application's async trait; [`session`] drives a channel with one.
+//! - [`network`] is an IP network (a prefix), for relay clients and trusted proxies.
+//! - [`proxy_header`] reads the PROXY protocol header a load balancer may send first.
 //! - [`relay_policy`] says who may relay to where (RFC 5321 3.6.2, 7.1).
 //! - [`config`] holds limits, timeouts and extension switches; [`timeout`] the time type.
 #![cfg_attr(not(test), no_std)]
@@ -26,6 +28,8 @@ pub mod data;
 pub mod envelope;
 pub mod handler;
 pub mod line;
+pub mod network;
+pub mod proxy_header;
 pub mod relay_policy;
 pub mod replies;
 pub mod reply;

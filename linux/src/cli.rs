@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use smtpd_core::config::BareNewline;
-use smtpd_core::relay_policy::Network;
+use smtpd_core::network::Network;
 use smtpd_core::Config;
 
 use crate::handlers::RelayAccess;
@@ -57,6 +57,11 @@ pub struct Args {
     /// `example.com` is that domain, `.example.com` any domain below it.
     #[arg(long, value_name = "DOMAINS", value_delimiter = ',', value_parser = relay_domain)]
     pub relay_domains: Vec<String>,
+    /// Connections from these proxies (networks or addresses, comma-separated) begin with a
+    /// PROXY protocol header (HAProxy's, version 1 or 2) naming the client, who is then the
+    /// session's peer; others are served as they come [default: none].
+    #[arg(long, value_name = "NETWORKS", value_delimiter = ',')]
+    pub proxy_protocol: Vec<Network>,
     /// Mailman 3's LMTP runner, for MailmanProxy (its `lmtp_host`:`lmtp_port`).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8024")]
     pub lmtp: String,
@@ -235,6 +240,7 @@ impl Args {
             bind: self.bind_addr()?,
             max_connections: self.max_connections,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            proxy_protocol: self.proxy_protocol.clone(),
             ..Options::default()
         };
         if let Some(threads) = self.threads {

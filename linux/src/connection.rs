@@ -6,6 +6,11 @@
 //! session's own deadline, the end of the shutdown grace period, or, while the peer leaves
 //! its replies unread, the end of its patience.
 //!
+//! A connection from a trusted proxy (`Options::proxy_protocol`) first sends a PROXY
+//! protocol header; the core reads it (`smtpd_core::proxy_header`), and the session is the
+//! client's it names. A connection whose header does not come, or is not one, is closed
+//! without a reply.
+//!
 //! Receiving is one multishot receive into the connection's own `Inbox`: while the
 //! connection waits on its handler or on a peer that does not read, the kernel fills at most
 //! the inbox's few buffers, then TCP flow control holds that peer back, and no connection
@@ -23,6 +28,8 @@ use compio::buf::BufResult;
 use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use smtpd_core::channel::capacity;
+use smtpd_core::network::Network;
+use smtpd_core::proxy_header::{self, ProxyHeaderError};
 use smtpd_core::{replies, CloseReason, Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
@@ -43,6 +50,8 @@ pub enum Outcome {
     Disconnected,
     /// Ended by server shutdown.
     Shutdown,
+    /// A trusted proxy's connection began with no PROXY header: closed without a reply.
+    NoProxyHeader(ProxyHeaderError),
 }
 
 impl Outcome {
@@ -65,6 +74,8 @@ pub(crate) struct Shared {
     pub alarms: Rc<Alarms>,
     pub inboxes: Rc<InboxPool>,
     pub grace: Duration,
+    /// Connections from these networks begin with a PROXY header.
+    pub proxies: Rc<[Network]>,
 }
 
 /// The core session as the server sizes it: default buffers, and the envelope in a
@@ -74,6 +85,9 @@ type ServerSession<H> = Session<'static, H, { capacity::LINE }, { capacity::OUT 
 /// How long a closing connection waits for its receive to end before giving up its inbox.
 const RECEIVE_END: Duration = Duration::from_secs(1);
 
+/// How long a proxy may take to send its header (Postfix's `smtpd_upstream_proxy_timeout`).
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What ended a wait for input.
 enum Wake {
     Received(std::io::Result<Option<Chunk>>),
@@ -81,25 +95,62 @@ enum Wake {
     Shutdown,
 }
 
-/// Serves one connection until its session closes; returns how it ended, and the handler.
+/// A connection's end: whose it was, how it ended, and its handler (none when a proxy's
+/// header was missing).
+pub(crate) struct Served<H> {
+    /// The client: the connection's peer, or the one its proxy named.
+    pub client: SocketAddr,
+    pub outcome: Outcome,
+    pub handler: Option<H>,
+}
+
+/// Serves one connection from `peer` until its session closes, with the handler made for
+/// the client (`peer`, or the client named by the PROXY header of a trusted proxy).
 pub(crate) async fn serve<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
-    handler: H,
+    make_handler: impl FnOnce(SocketAddr) -> H,
     arena: PageArena,
     mut inbox: Inbox,
     shared: Shared,
-) -> (Outcome, H) {
-    let mut session: ServerSession<H> =
-        Session::with_arena(shared.config, Some(peer), handler, arena);
+) -> Served<H> {
     let alarm = shared.alarms.register();
-    let mut last_words = LastWords {
-        stream: &stream,
-        config: shared.config,
-        armed: true,
+    let opened = match shared.proxies.iter().any(|proxy| proxy.contains(peer.ip())) {
+        true => proxied_client(&stream, peer, &mut inbox, &alarm).await,
+        false => Ok((peer, Vec::new())),
     };
-    let outcome = converse(&stream, peer, &mut session, &mut inbox, &alarm, &shared).await;
-    last_words.armed = false;
+    let served = match opened {
+        Ok((client, input)) => {
+            let mut session: ServerSession<H> =
+                Session::with_arena(shared.config, Some(client), make_handler(client), arena);
+            let mut last_words = LastWords {
+                stream: &stream,
+                config: shared.config,
+                armed: true,
+            };
+            let outcome = converse(
+                &stream,
+                client,
+                &mut session,
+                &mut inbox,
+                input,
+                &alarm,
+                &shared,
+            )
+            .await;
+            last_words.armed = false;
+            Served {
+                client,
+                outcome,
+                handler: Some(session.into_handler()),
+            }
+        }
+        Err(outcome) => Served {
+            client: peer,
+            outcome,
+            handler: None,
+        },
+    };
     if inbox.is_armed() {
         // The inbox is reusable once its receive has ended: shutting the socket down ends
         // it at once (and sends our FIN, as closing would).
@@ -114,7 +165,52 @@ pub(crate) async fn serve<H: Handler>(
         })
         .await;
     }
-    (outcome, session.into_handler())
+    served
+}
+
+/// Reads a trusted proxy's PROXY header: the client it names (`peer` if it names none)
+/// and the input after the header.
+async fn proxied_client(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    inbox: &mut Inbox,
+    alarm: &Alarm,
+) -> Result<(SocketAddr, Vec<u8>), Outcome> {
+    alarm.set(Some(StdInstant::now() + PROXY_HEADER_TIMEOUT));
+    let mut input = Vec::new();
+    loop {
+        let wake = poll_fn(|cx| {
+            if let Poll::Ready(received) = inbox.poll_receive(stream, cx) {
+                return Poll::Ready(Wake::Received(received));
+            }
+            if alarm.poll_fired(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            alarm.poll_stop(cx).map(|()| Wake::Shutdown)
+        })
+        .await;
+        let chunk = match wake {
+            Wake::Received(Ok(Some(chunk))) => chunk,
+            Wake::Received(_) => return Err(Outcome::Disconnected),
+            Wake::Timer => return Err(Outcome::TimedOut),
+            Wake::Shutdown => return Err(Outcome::Shutdown),
+        };
+        let received = inbox.data(&chunk);
+        tracing::debug!(%peer, "received {}", Traffic(received));
+        input.extend_from_slice(received);
+        inbox.give_back(chunk);
+        match proxy_header::parse(&input) {
+            Ok(None) => continue,
+            Ok(Some((header, len))) => {
+                let client = header.client().map_or(peer, |client| {
+                    SocketAddr::new(client.ip().to_canonical(), client.port())
+                });
+                input.drain(..len);
+                return Ok((client, input));
+            }
+            Err(error) => return Err(Outcome::NoProxyHeader(error)),
+        }
+    }
 }
 
 /// Sends the client a last `421` if the conversation ends without finishing: its task was
@@ -145,18 +241,20 @@ impl LastWords<'_> {
 }
 
 /// The conversation: replies out, input in, until the session closes or the peer goes.
+///
+/// `input`: octets received before the conversation began (after a PROXY header).
 async fn converse<H: Handler>(
     stream: &TcpStream,
     peer: SocketAddr,
     session: &mut ServerSession<H>,
     inbox: &mut Inbox,
+    mut input: Vec<u8>,
     alarm: &Alarm,
     shared: &Shared,
 ) -> Outcome {
     let clock = &shared.clock;
-    // Octets the core has not consumed yet (a partial line, or commands pipelined behind
-    // one whose reply is not yet out).
-    let mut input: Vec<u8> = Vec::new();
+    // `input` holds the octets the core has not consumed yet (a partial line, or commands
+    // pipelined behind one whose reply is not yet out).
     // Only used for replies the socket does not take at once.
     let mut output: Vec<u8> = Vec::new();
     let grace_until: Cell<Option<StdInstant>> = Cell::new(None);

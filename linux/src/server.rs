@@ -22,6 +22,7 @@ use compio::io::AsyncWriteExt;
 use compio::net::{TcpListener, TcpStream};
 use compio::runtime::RuntimeBuilder;
 use smtpd_core::channel::Channel;
+use smtpd_core::network::Network;
 use smtpd_core::{replies, Config, Handler, Reply, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{watch, Notify};
@@ -60,6 +61,11 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Listen backlog per listener.
     pub backlog: i32,
+    /// Connections from these networks (the load balancers in front) begin with a PROXY
+    /// protocol header, version 1 or 2, naming the client: the session, its log and its
+    /// handler see that client. Others are served as they come. Only a proxy's own
+    /// addresses belong here: the header names any address it likes.
+    pub proxy_protocol: Vec<Network>,
 }
 
 impl Default for Options {
@@ -70,6 +76,7 @@ impl Default for Options {
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
             backlog: 4096,
+            proxy_protocol: Vec::new(),
         }
     }
 }
@@ -230,6 +237,7 @@ impl<F: HandlerFactory> Server<F> {
                     connections: connections.clone(),
                     max_connections: self.options.max_connections,
                     grace: self.options.shutdown_grace,
+                    proxies: self.options.proxy_protocol.clone(),
                 };
                 std::thread::Builder::new()
                     .name(format!("smtpd-{index}"))
@@ -277,6 +285,7 @@ struct Worker<F> {
     connections: Arc<AtomicUsize>,
     max_connections: usize,
     grace: Duration,
+    proxies: Vec<Network>,
 }
 
 impl<F: HandlerFactory> Worker<F> {
@@ -310,6 +319,7 @@ impl<F: HandlerFactory> Worker<F> {
             alarms: Alarms::new()?,
             inboxes: InboxPool::new(),
             grace: self.grace,
+            proxies: self.proxies.as_slice().into(),
         };
         compio::runtime::spawn({
             let alarms = shared.alarms.clone();
@@ -415,18 +425,21 @@ impl<F: HandlerFactory> Worker<F> {
             .detach();
             return;
         };
-        let handler = Logged::new(self.factory.new_handler(peer), peer);
+        let factory = self.factory.clone();
+        let make_handler = move |client| Logged::new(factory.new_handler(client), client);
         let shared = shared.clone();
         compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
-            let (outcome, handler) = serve(stream, peer, handler, arena, inbox, shared).await;
-            tracing::info!(
-                %peer,
-                messages = handler.messages(),
-                outcome = ?outcome,
-                ms = started.elapsed().as_millis() as u64,
-                "session"
-            );
+            let served = serve(stream, peer, make_handler, arena, inbox, shared).await;
+            let (client, outcome) = (served.client, served.outcome);
+            let messages = served.handler.map_or(0, |handler| handler.messages());
+            let ms = started.elapsed().as_millis() as u64;
+            match client == peer {
+                true => tracing::info!(peer = %client, messages, outcome = ?outcome, ms, "session"),
+                false => {
+                    tracing::info!(peer = %client, proxy = %peer, messages, outcome = ?outcome, ms, "session")
+                }
+            }
             drop(slot);
         })
         .detach();

@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use smtpd_core::client::{write_mail, write_rcpt, ServerExtensions};
 use smtpd_core::handler::{AbortReason, Body, CloseReason, Context, Handler, MailParams, Verdict};
-use smtpd_core::relay_policy::{Network, RelayPolicy, LOOPBACK, RELAY_DENIED};
+use smtpd_core::network::{Network, LOOPBACK};
+use smtpd_core::relay_policy::{RelayPolicy, RELAY_DENIED};
 use smtpd_core::Reply;
 
 use super::next_hop::{patience, Protocol, Upstream};
