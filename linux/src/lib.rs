@@ -24,9 +24,10 @@
 //! `421 4.3.0` to the client, not the server.
 //!
 //! Logs are [`tracing`](https://docs.rs/tracing) events: one `session` event per
-//! connection (target `smtpd_linux::server`: `peer`, `messages`, `ms`, and `outcome`:
+//! connection (target `smtpd_linux::server`: `peer`, `proxy` when a trusted proxy named
+//! the peer ([`Options::proxy_protocol`]), `messages`, `ms`, and `outcome`:
 //! `Closed(Quit)`, `Closed(TooManyErrors)`, `Closed(Unavailable)`, `TimedOut`,
-//! `Disconnected` or `Shutdown`) and one
+//! `Disconnected`, `Shutdown` or `NoProxyHeader(..)`) and one
 //! `message` event per transaction that reached DATA or BDAT (target
 //! `smtpd_linux::logging`: `peer`, `from`, `to`, `size`, `outcome`: the final reply's code
 //! or why the message was abandoned, `ms`).
