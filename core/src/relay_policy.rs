@@ -6,7 +6,8 @@
 //! hosts the relay serves, like Postfix's `mynetworks`) or the recipient's domain is one of
 //! its domains (the domains the relay receives mail for, Postfix's `relay_domains`). A
 //! `<Postmaster>` without a domain is this server's and is always permitted (RFC 5321
-//! 4.5.1). Everything else gets [`RELAY_DENIED`] at RCPT.
+//! 4.5.1). A route in the local part (`%`, `!`, a quoted `@`) needs the networks. Everything
+//! else gets [`RELAY_DENIED`] at RCPT.
 //!
 //! The core only decides; a relaying handler asks in its `rcpt` hook. The storage is the
 //! caller's: slices of [`Network`]s and of anything that is a `str`.
@@ -35,15 +36,20 @@ impl<D: AsRef<str>> RelayPolicy<'_, D> {
     /// Whether a client at `peer` may send to the forward-path `recipient` (a mailbox as
     /// the core gives it to `rcpt`: `local@domain`, or `Postmaster`).
     pub fn permits(&self, peer: Option<IpAddr>, recipient: &str) -> bool {
-        let Some((_, domain)) = recipient.rsplit_once('@') else {
+        let Some((local, domain)) = recipient.rsplit_once('@') else {
             // The only forward-path without a domain is this server's postmaster.
             return true;
         };
+        // A route in the local part (`user%elsewhere@domain`, `elsewhere!user@domain`,
+        // `"user@elsewhere"@domain`) could take the mail on from a served domain to any
+        // other, so it counts as no served domain (as Postfix's `reject_unauth_destination`).
+        let routed = local.contains(['@', '%', '!']);
         peer.is_some_and(|ip| self.networks.iter().any(|network| network.contains(ip)))
-            || self
-                .domains
-                .iter()
-                .any(|served| domain_matches(served.as_ref(), domain))
+            || (!routed
+                && self
+                    .domains
+                    .iter()
+                    .any(|served| domain_matches(served.as_ref(), domain)))
     }
 }
 
@@ -94,7 +100,11 @@ mod tests {
             (outsider, "ant@lists.example.net", false),
             (outsider, "ant@xlists.example.net", false),
             (outsider, "\"ant@example.org\"@example.com", false),
-            (outsider, "\"x@example.com\"@example.org", true),
+            (outsider, "\"x@example.com\"@example.org", false),
+            (outsider, "x%example.com@example.org", false),
+            (outsider, "example.com!x@example.org", false),
+            (outsider, "\"a b\"@example.org", true),
+            (ip("127.0.0.1"), "x%example.com@example.org", true),
             (outsider, "Postmaster", true),
             (outsider, "postmaster@example.com", false),
         ] {
