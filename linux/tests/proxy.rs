@@ -680,6 +680,7 @@ fn only_clients_in_the_relay_networks_may_send_anywhere() {
     client.expect("RCPT TO:<x@elsewhere.example>", "550 5.7.1");
     client.expect("RCPT TO:<ant@Example.ORG>", "250 ");
     client.expect("RCPT TO:<x@sub.example.org>", "550 5.7.1");
+    client.expect("RCPT TO:<x%elsewhere.example@example.org>", "550 5.7.1");
     client.expect("RCPT TO:<bee@a.lists.example.net>", "250 ");
     client.expect("RCPT TO:<x@lists.example.net>", "550 5.7.1");
     client.expect("RCPT TO:<Postmaster>", "250 ");
