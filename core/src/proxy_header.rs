@@ -86,22 +86,27 @@ fn parse_v1(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
     let header = match fields.next() {
         Some("UNKNOWN") => ProxyHeader::Unknown,
         Some(family @ ("TCP4" | "TCP6")) => {
+            let v4 = family == "TCP4";
             let mut next = || fields.next().ok_or(ProxyHeaderError::Malformed);
-            let (source, _destination) = (next()?, next()?);
+            let (source, _destination) = (v1_address(next()?, v4)?, v1_address(next()?, v4)?);
             let (port, _destination_port) = (v1_port(next()?)?, v1_port(next()?)?);
             if fields.next().is_some() {
                 return Err(ProxyHeaderError::Malformed);
             }
-            let source: IpAddr = match family {
-                "TCP4" => source.parse::<Ipv4Addr>().map(IpAddr::V4),
-                _ => source.parse::<Ipv6Addr>().map(IpAddr::V6),
-            }
-            .map_err(|_| ProxyHeaderError::Malformed)?;
             ProxyHeader::Client(SocketAddr::new(source, port))
         }
         _ => return Err(ProxyHeaderError::Malformed),
     };
     Ok(Some((header, len)))
+}
+
+/// A version 1 address of the line's family (`TCP4`: IPv4, `TCP6`: IPv6).
+fn v1_address(text: &str, v4: bool) -> Result<IpAddr, ProxyHeaderError> {
+    match v4 {
+        true => text.parse::<Ipv4Addr>().map(IpAddr::V4),
+        false => text.parse::<Ipv6Addr>().map(IpAddr::V6),
+    }
+    .map_err(|_| ProxyHeaderError::Malformed)
 }
 
 /// A version 1 port: 1 to 5 decimal digits, at most 65535.
@@ -217,6 +222,9 @@ mod tests {
             b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 25 extra\r\n",
             b"PROXY TCP4 2001:db8::7 192.0.2.1 1 25\r\n",
             b"PROXY TCP6 203.0.113.7 2001:db8::1 1 25\r\n",
+            b"PROXY TCP4 203.0.113.7 garbage 1 25\r\n",
+            b"PROXY TCP4 203.0.113.7 2001:db8::1 1 25\r\n",
+            b"PROXY TCP6 2001:db8::7 192.0.2.1 1 25\r\n",
             b"PROXY TCP4 203.0.113.7 192.0.2.1 65536 25\r\n",
             b"PROXY TCP4 203.0.113.7 192.0.2.1 +1 25\r\n",
             b"PROXY TCP4  203.0.113.7 192.0.2.1 1 25\r\n",

@@ -117,14 +117,24 @@ fn seconds(min: u64) -> clap::builder::RangedU64ValueParser<u64> {
     clap::builder::RangedU64ValueParser::new().range(min..=365 * 24 * 3600)
 }
 
-/// A `--relay-domains` entry: a domain, or a dot and a domain.
+/// A `--relay-domains` entry: a domain (`example.com`, `[192.0.2.1]`), or a dot and a
+/// domain (`.example.com`, the domains below it). Labels are letters, digits and hyphens
+/// (UTF-8 letters too, as SMTPUTF8 clients write them).
 fn relay_domain(text: &str) -> Result<String, String> {
     let domain = text.strip_prefix('.').unwrap_or(text);
-    let usable = !domain.is_empty()
-        && !domain.starts_with('.')
-        && !domain.contains(|c: char| c == '@' || c.is_whitespace() || c.is_control());
-    match usable {
+    let label =
+        |label: &str| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-');
+    let literal = domain
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .map(|inner| inner.strip_prefix("IPv6:").unwrap_or(inner))
+        .is_some_and(|address| address.parse::<std::net::IpAddr>().is_ok());
+    match literal || domain.split('.').all(label) {
         true => Ok(text.to_owned()),
+        false if domain.starts_with("*.") => Err(format!(
+            "no wildcards: .{} stands for the domains below {0}",
+            &domain[2..]
+        )),
         false => Err("expected a domain (example.com) or a dot and a domain (.example.com)".into()),
     }
 }

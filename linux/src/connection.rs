@@ -100,6 +100,8 @@ enum Wake {
 pub(crate) struct Served<H> {
     /// The client: the connection's peer, or the one its proxy named.
     pub client: SocketAddr,
+    /// The peer, when it was a trusted proxy.
+    pub proxy: Option<SocketAddr>,
     pub outcome: Outcome,
     pub handler: Option<H>,
 }
@@ -115,9 +117,14 @@ pub(crate) async fn serve<H: Handler>(
     shared: Shared,
 ) -> Served<H> {
     let alarm = shared.alarms.register();
-    let opened = match shared.proxies.iter().any(|proxy| proxy.contains(peer.ip())) {
-        true => proxied_client(&stream, peer, &mut inbox, &alarm).await,
-        false => Ok((peer, Vec::new())),
+    let proxy = shared
+        .proxies
+        .iter()
+        .any(|proxy| proxy.contains(peer.ip()))
+        .then_some(peer);
+    let opened = match proxy {
+        Some(_) => proxied_client(&stream, peer, &mut inbox, &alarm).await,
+        None => Ok((peer, Vec::new())),
     };
     let served = match opened {
         Ok((client, input)) => {
@@ -141,12 +148,14 @@ pub(crate) async fn serve<H: Handler>(
             last_words.armed = false;
             Served {
                 client,
+                proxy,
                 outcome,
                 handler: Some(session.into_handler()),
             }
         }
         Err(outcome) => Served {
             client: peer,
+            proxy,
             outcome,
             handler: None,
         },
@@ -168,8 +177,9 @@ pub(crate) async fn serve<H: Handler>(
     served
 }
 
-/// Reads a trusted proxy's PROXY header: the client it names (`peer` if it names none)
-/// and the input after the header.
+/// Reads a trusted proxy's PROXY header: the client it names and the input after the
+/// header. A header that names none (`UNKNOWN`; `LOCAL`, the proxy's own health check)
+/// leaves the connection's own address, `peer`, as the specification says.
 async fn proxied_client(
     stream: &TcpStream,
     peer: SocketAddr,

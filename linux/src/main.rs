@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use smtpd_core::network::Network;
 use smtpd_linux::cli::{Args, Class, LogFormat};
 use smtpd_linux::handlers::{
     DebuggingServer, Maildir, MailmanProxy, PureProxy, RelayAccess, Sink, Upstream,
@@ -17,7 +18,17 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            // One line, as for the other usage errors: clap's first, without its prefix.
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("smtpd: {first} (see smtpd --help)");
+            return ExitCode::from(2);
+        }
+    };
     let log = init_logging(&args);
     let result = run(&args);
     log.flush_now();
@@ -47,6 +58,11 @@ fn run(args: &Args) -> Result<(), String> {
         address: args.lmtp.clone(),
         hostname: config.hostname.to_owned(),
     });
+    warn_of_vast(
+        "--proxy-protocol",
+        &args.proxy_protocol,
+        "open to any client naming any address",
+    );
     let data_timeout = config.timeouts.data_block;
     let builder = Server::builder(config).options(args.options()?);
     match class {
@@ -85,12 +101,19 @@ fn log_relay_access(access: &RelayAccess) {
     let networks = networks.collect::<Vec<_>>().join(",");
     let domains = access.domains.join(",");
     tracing::info!(%networks, %domains, "relaying for clients in networks, and for anyone to domains");
-    if access
-        .networks
-        .iter()
-        .any(|network| network.is_everything())
-    {
-        tracing::warn!("--relay-networks holds every address: this is an open relay");
+    warn_of_vast(
+        "--relay-networks",
+        &access.networks,
+        "an open relay, or nearly",
+    );
+}
+
+/// Warns of each network in `networks` that is wider than any private one.
+fn warn_of_vast(flag: &str, networks: &[Network], what_it_makes: &str) {
+    for network in networks.iter().filter(|network| network.is_vast()) {
+        tracing::warn!(
+            "{flag} {network} is wider than any private network: this server is {what_it_makes}"
+        );
     }
 }
 

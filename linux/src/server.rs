@@ -417,6 +417,8 @@ impl<F: HandlerFactory> Worker<F> {
                 .ok(),
         };
         let Some((arena, inbox)) = memory else {
+            // A trusted proxy's connection too, before its header: reading that would take
+            // the memory there is none of, and the proxy passes the 421 on to its client.
             compio::runtime::spawn(async move {
                 refuse(stream, config).await;
                 tracing::info!(%peer, outcome = "refused", "session: too many connections");
@@ -434,10 +436,10 @@ impl<F: HandlerFactory> Worker<F> {
             let (client, outcome) = (served.client, served.outcome);
             let messages = served.handler.map_or(0, |handler| handler.messages());
             let ms = started.elapsed().as_millis() as u64;
-            match client == peer {
-                true => tracing::info!(peer = %client, messages, outcome = ?outcome, ms, "session"),
-                false => {
-                    tracing::info!(peer = %client, proxy = %peer, messages, outcome = ?outcome, ms, "session")
+            match served.proxy {
+                None => tracing::info!(peer = %client, messages, outcome = ?outcome, ms, "session"),
+                Some(proxy) => {
+                    tracing::info!(peer = %client, %proxy, messages, outcome = ?outcome, ms, "session")
                 }
             }
             drop(slot);

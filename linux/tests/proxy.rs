@@ -711,28 +711,68 @@ fn an_open_relay_must_be_asked_for_and_is_warned_of() {
     let upstream = Server::maildir(&[]);
     let relay = Server::relay(
         &upstream.addr.to_string(),
-        &["--relay-networks", "0.0.0.0/0,::/0"],
+        &["--relay-networks", "10.0.0.0/8,0.0.0.0/1,::/0"],
     );
-    assert!(relay
-        .stderr
-        .wait_for(Duration::from_secs(5), |log| log.contains("WARN")
-            && log.contains("open relay")));
+    assert!(relay.stderr.wait_for(Duration::from_secs(5), |log| {
+        let warnings = |network: &str| {
+            log.lines()
+                .filter(|line| line.contains("WARN") && line.contains(network))
+                .filter(|line| line.contains("open relay"))
+                .count()
+        };
+        warnings("0.0.0.0/1") == 1 && warnings("::/0") == 1 && warnings("10.0.0.0/8") == 0
+    }));
+    // ::/0 holds IPv4 clients too.
     let mut client = relay.client();
     client.expect("EHLO client.example", "250");
     client.expect("MAIL FROM:<a@b.example>", "250 ");
     client.expect("RCPT TO:<x@elsewhere.example>", "250 ");
-    for bad in ["10.0.0.0/33", "example.com", "10.0.0.1/+8"] {
+    // Values that cannot be meant: one line, exit code 2.
+    for (flag, bad) in [
+        ("--relay-networks", "10.0.0.0/33"),
+        ("--relay-networks", "example.com"),
+        ("--relay-networks", "10.0.0.1/+8"),
+        ("--relay-networks", "10.0.0.1/8"),
+        ("--relay-networks", "[::1"),
+        ("--relay-domains", ""),
+        ("--relay-domains", "."),
+        ("--relay-domains", "a@example.com"),
+        ("--relay-domains", "..example.com"),
+        ("--relay-domains", "example.com."),
+        ("--relay-domains", "*.example.com"),
+        ("--relay-domains", "a..example.com"),
+        ("--proxy-protocol", "10.0.0.0/33"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
-            .args(["-c", "PureProxy", "--relay-networks", bad])
+            .args(["-c", "PureProxy", flag, bad])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {bad:?}");
+        assert!(
+            stderr.starts_with("smtpd: error: ") && stderr.lines().count() == 1,
+            "{stderr}"
+        );
     }
-    for bad in ["", ".", "a@example.com", "..example.com"] {
+    for good in [
+        "example.com",
+        ".example.com",
+        "bücher.example",
+        "[192.0.2.1]",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
-            .args(["-c", "PureProxy", "--relay-domains", bad])
+            .args([
+                "-c",
+                "PureProxy",
+                "--relay-domains",
+                good,
+                "--threads",
+                "0x",
+            ])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        // Refused for --threads only.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--threads"), "{good}: {stderr}");
     }
 }

@@ -179,6 +179,19 @@ fn a_trusted_proxy_must_send_a_header_and_no_one_else_may() {
         .stderr
         .text()
         .contains("session peer=198.51.100.9:54321 proxy=127.0.0.1:"));
+    // Every line of a trusted proxy's connection names the proxy, a late header's too.
+    assert!(trusting
+        .stderr
+        .text()
+        .lines()
+        .any(|line| line.contains("outcome=TimedOut") && line.contains(" proxy=127.0.0.1:")));
+    // The IPv4-mapped form of a proxy's address is that address.
+    let mapped = Server::maildir(&["--proxy-protocol", "::ffff:127.0.0.1"]);
+    let mut stream = TcpStream::connect(mapped.addr).unwrap();
+    std::io::Write::write_all(&mut stream, b"EHLO client.example\r\n").unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).unwrap();
+    assert_eq!(received, b"");
     // A client that is no trusted proxy cannot name another: its header is a bad command.
     let other = Server::maildir(&["--proxy-protocol", "10.0.0.0/8"]);
     let mut client = other.client();
