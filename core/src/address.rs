@@ -99,6 +99,16 @@ pub fn parse_user(input: &str) -> Result<&str, AddressError> {
     }
 }
 
+/// Checks that `input` is a whole domain (RFC 5321 4.1.2 `Domain`, U-labels allowed) or
+/// address literal, at most [`MAX_DOMAIN`] octets: the part of a mailbox after its `@`.
+pub fn parse_domain(input: &str) -> Result<&str, AddressError> {
+    match alt((domain, address_literal)).parse(input.as_bytes()) {
+        Ok((b"", _)) if input.len() <= MAX_DOMAIN => Ok(input),
+        Ok((b"", _)) => Err(AddressError::DomainTooLong),
+        _ => Err(AddressError::Syntax),
+    }
+}
+
 /// The parsers work on octets; UTF-8 sequences (all octets >= 0x80) are letters to them.
 type Input<'a> = &'a [u8];
 /// A mailbox and the length of its local part.

@@ -87,14 +87,11 @@ impl Network {
         Some(Network { address, prefix })
     }
 
-    /// Whether `ip` is in this network. IPv4 addresses are the same in either form: an
-    /// IPv4-mapped peer is in `192.0.2.0/24`, and an IPv4 peer in `::/0`.
+    /// Whether `ip` is in this network. An IPv4-mapped peer is the IPv4 address it stands
+    /// for: in `192.0.2.0/24`, and in no IPv6 network (not even `::/0`: IPv4 networks are
+    /// written as such).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.address, canonical(ip)) {
-            (IpAddr::V6(_), IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
-            (_, ip) => ip,
-        };
-        masked(ip, self.prefix) == Some(self.address)
+        masked(canonical(ip), self.prefix) == Some(self.address)
     }
 
     /// Whether this network is wider than any private range: an IPv4 prefix shorter than
@@ -209,9 +206,11 @@ mod tests {
         assert!(net("0.0.0.0/0").contains(ip("::ffff:203.0.113.9")));
         assert!(!net("0.0.0.0/0").contains(ip("2001:db8::1")));
         assert!(net("::/0").contains(ip("2001:db8::1")));
-        assert!(net("::/0").contains(ip("203.0.113.9")));
+        assert!(!net("::/0").contains(ip("203.0.113.9")));
+        assert!(!net("::/0").contains(ip("::ffff:203.0.113.9")));
+        assert!(!net("::/16").contains(ip("203.0.113.9")));
         assert!(net("::ffff:127.0.0.1").contains(ip("127.0.0.1")));
-        assert!(net("::fffe:0:0/95").contains(ip("127.0.0.1")));
+        assert!(!net("::fffe:0:0/95").contains(ip("127.0.0.1")));
         assert!(!net("::1").contains(ip("127.0.0.1")));
     }
 

@@ -12,7 +12,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The longest header accepted: a version 1 line is at most 107 octets; a version 2 header
-/// is 16 octets and its addresses (at most 216, for UNIX sockets) and TLVs, whose 2 KiB are
+/// is 16 octets, then up to 2 KiB of addresses (at most 216, for UNIX sockets) and TLVs:
 /// more than proxies send (authority, ALPN, TLS details, a unique ID).
 pub const MAX_HEADER: usize = 16 + 2048;
 
@@ -26,20 +26,13 @@ const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 pub enum ProxyHeader {
     /// The proxy relays this client (the source address and port of its connection).
     Client(SocketAddr),
-    /// The proxy speaks for itself (a version 2 `LOCAL` health check) or names no TCP
-    /// client (`UNKNOWN`, `UNSPEC`, a UNIX socket, UDP): the connection's own address
-    /// stands.
-    Unknown,
-}
-
-impl ProxyHeader {
-    /// The client's address, if the header names one.
-    pub fn client(&self) -> Option<SocketAddr> {
-        match self {
-            ProxyHeader::Client(client) => Some(*client),
-            ProxyHeader::Unknown => None,
-        }
-    }
+    /// The proxy relays a client it does not name (version 1 `UNKNOWN`; version 2 `UNSPEC`,
+    /// a UNIX socket, UDP). The specification says to use the connection's own address;
+    /// a server that grants rights by address had better treat the client as unknown.
+    Unnamed,
+    /// The proxy's own connection (version 2 `LOCAL`, e.g. a health check): the
+    /// connection's own address is the client's.
+    Local,
 }
 
 /// Why the input is no PROXY header.
@@ -70,48 +63,65 @@ pub fn parse(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderEr
 }
 
 /// `PROXY TCP4|TCP6 <source> <destination> <source port> <destination port>\r\n`, or
-/// `PROXY UNKNOWN[ anything]\r\n`.
+/// `PROXY UNKNOWN[ anything]\r\n`. A CR or LF that does not end the line refuses it at once.
 fn parse_v1(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderError> {
     let window = &input[..input.len().min(V1_MAX)];
-    let Some(end) = window.windows(2).position(|pair| pair == b"\r\n") else {
+    let Some(end) = window.iter().position(|&b| b == b'\r' || b == b'\n') else {
         return match input.len() < V1_MAX {
             true => Ok(None),
             false => Err(ProxyHeaderError::TooLong),
         };
     };
-    let line = core::str::from_utf8(&input[V1_PREFIX.len()..end])
-        .map_err(|_| ProxyHeaderError::Malformed)?;
-    let len = end + 2;
-    let mut fields = line.split(' ');
-    let header = match fields.next() {
-        Some("UNKNOWN") => ProxyHeader::Unknown,
-        Some(family @ ("TCP4" | "TCP6")) => {
-            let v4 = family == "TCP4";
-            let mut next = || fields.next().ok_or(ProxyHeaderError::Malformed);
-            let (source, _destination) = (v1_address(next()?, v4)?, v1_address(next()?, v4)?);
-            let (port, _destination_port) = (v1_port(next()?)?, v1_port(next()?)?);
-            if fields.next().is_some() {
-                return Err(ProxyHeaderError::Malformed);
-            }
-            ProxyHeader::Client(SocketAddr::new(source, port))
+    match window.get(end..end + 2) {
+        Some(b"\r\n") => {}
+        // A CR last in the window: the line ends next, or is too long.
+        None if window[end] == b'\r' => {
+            return match input.len() < V1_MAX {
+                true => Ok(None),
+                false => Err(ProxyHeaderError::TooLong),
+            };
         }
         _ => return Err(ProxyHeaderError::Malformed),
+    }
+    let (line, len) = (&input[V1_PREFIX.len()..end], end + 2);
+    // Whatever follows UNKNOWN is ignored, whatever it is.
+    if line == b"UNKNOWN" || line.starts_with(b"UNKNOWN ") {
+        return Ok(Some((ProxyHeader::Unnamed, len)));
+    }
+    let line = core::str::from_utf8(line).map_err(|_| ProxyHeaderError::Malformed)?;
+    let mut fields = line.split(' ');
+    let v4 = match fields.next() {
+        Some("TCP4") => true,
+        Some("TCP6") => false,
+        _ => return Err(ProxyHeaderError::Malformed),
     };
-    Ok(Some((header, len)))
+    let mut next = || fields.next().ok_or(ProxyHeaderError::Malformed);
+    let (source, _destination) = (v1_address(next()?, v4)?, v1_address(next()?, v4)?);
+    let (port, _destination_port) = (v1_port(next()?)?, v1_port(next()?)?);
+    if fields.next().is_some() {
+        return Err(ProxyHeaderError::Malformed);
+    }
+    Ok(Some((
+        ProxyHeader::Client(SocketAddr::new(source, port)),
+        len,
+    )))
 }
 
-/// A version 1 address of the line's family (`TCP4`: IPv4, `TCP6`: IPv6).
+/// A version 1 address of the line's family: `TCP4`, dotted IPv4; `TCP6`, IPv6 in hex
+/// groups (no embedded IPv4).
 fn v1_address(text: &str, v4: bool) -> Result<IpAddr, ProxyHeaderError> {
     match v4 {
-        true => text.parse::<Ipv4Addr>().map(IpAddr::V4),
-        false => text.parse::<Ipv6Addr>().map(IpAddr::V6),
+        true => text.parse::<Ipv4Addr>().map(IpAddr::V4).ok(),
+        false if text.contains('.') => None,
+        false => text.parse::<Ipv6Addr>().map(IpAddr::V6).ok(),
     }
-    .map_err(|_| ProxyHeaderError::Malformed)
+    .ok_or(ProxyHeaderError::Malformed)
 }
 
-/// A version 1 port: 1 to 5 decimal digits, at most 65535.
+/// A version 1 port: decimal, 0 to 65535, no leading zero.
 fn v1_port(text: &str) -> Result<u16, ProxyHeaderError> {
-    match text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit());
+    match digits && (text == "0" || !text.starts_with('0')) {
         true => text.parse().map_err(|_| ProxyHeaderError::Malformed),
         false => Err(ProxyHeaderError::Malformed),
     }
@@ -136,7 +146,7 @@ fn parse_v2(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
     };
     if command == 0 {
         // LOCAL: the proxy's own connection (a health check); its block is ignored.
-        return Ok(Some((ProxyHeader::Unknown, len)));
+        return Ok(Some((ProxyHeader::Local, len)));
     }
     let (family, transport) = (fixed[13] >> 4, fixed[13] & 0x0f);
     if family > 3 || transport > 2 {
@@ -158,7 +168,7 @@ fn parse_v2(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
             source.copy_from_slice(&body[..16]);
             ProxyHeader::Client(SocketAddr::new(Ipv6Addr::from(source).into(), port(32)))
         }
-        _ => ProxyHeader::Unknown,
+        _ => ProxyHeader::Unnamed,
     };
     Ok(Some((header, len)))
 }
@@ -200,19 +210,27 @@ mod tests {
             parse(input),
             Ok(Some((client("[2001:db8::7]:65535"), input.len())))
         );
+        assert_eq!(
+            parse(b"PROXY TCP4 0.0.0.0 192.0.2.1 0 25\r\n").map(|h| h.map(|(h, _)| h)),
+            Ok(Some(client("0.0.0.0:0")))
+        );
         for unknown in [
             &b"PROXY UNKNOWN\r\n"[..],
             b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n",
+            b"PROXY UNKNOWN \xff\x00 anything\r\n",
         ] {
             assert_eq!(
                 parse(unknown),
-                Ok(Some((ProxyHeader::Unknown, unknown.len())))
+                Ok(Some((ProxyHeader::Unnamed, unknown.len())))
             );
         }
-        // The longest line there can be: 107 octets.
+        // The longest TCP line is 104 octets; a line may have 107.
         let longest = b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
         assert_eq!(longest.len(), 104);
         assert!(parse(longest).unwrap().is_some());
+        let line = |len: usize| [&b"PROXY UNKNOWN "[..], &vec![b'x'; len - 16], b"\r\n"].concat();
+        assert_eq!(parse(&line(107)), Ok(Some((ProxyHeader::Unnamed, 107))));
+        assert_eq!(parse(&line(108)), Err(ProxyHeaderError::TooLong));
     }
 
     #[test]
@@ -233,6 +251,15 @@ mod tests {
             b"PROXY tcp4 203.0.113.7 192.0.2.1 1 25\r\n",
             b"PROXY \xff\r\n",
             b"PROXY \r\n",
+            b"PROXY UNKNOWNX\r\n",
+            b"PROXY TCP4 203.0.113.7 192.0.2.1 01 25\r\n",
+            b"PROXY TCP4 203.0.113.7 192.0.2.1 1 00025\r\n",
+            b"PROXY TCP6 ::ffff:1.2.3.4 2001:db8::1 1 25\r\n",
+            // A CR or LF other than the final CRLF, seen at once.
+            b"PROXY TCP4 203.0.113.7\n",
+            b"PROXY UNKNOWN\n",
+            b"PROXY UNKNOWN\rx",
+            b"PROXY UNKNOWN\r\r\n",
         ] {
             assert_eq!(parse(bad), Err(ProxyHeaderError::Malformed), "{bad:?}");
         }
@@ -286,19 +313,19 @@ mod tests {
     }
 
     #[test]
-    fn version_2_local_unspec_unix_and_udp_keep_the_connection_s_address() {
-        for (command, family_transport, body) in [
-            (0, 0x00, &[][..]),
-            (0, 0x11, &[1; 12][..]),
-            (0, 0x11, &[][..]),
-            (1, 0x00, &[][..]),
-            (1, 0x12, &[1; 12][..]),
-            (1, 0x31, &[0; 216][..]),
+    fn version_2_local_is_the_proxy_and_unspec_unix_and_udp_name_no_client() {
+        for (command, family_transport, body, said) in [
+            (0, 0x00, &[][..], ProxyHeader::Local),
+            (0, 0x11, &[1; 12][..], ProxyHeader::Local),
+            (0, 0x11, &[][..], ProxyHeader::Local),
+            (1, 0x00, &[][..], ProxyHeader::Unnamed),
+            (1, 0x12, &[1; 12][..], ProxyHeader::Unnamed),
+            (1, 0x31, &[0; 216][..], ProxyHeader::Unnamed),
         ] {
             let header = v2(command, family_transport, body);
             assert_eq!(
                 parse(&header),
-                Ok(Some((ProxyHeader::Unknown, header.len()))),
+                Ok(Some((said, header.len()))),
                 "{command} {family_transport:#x}"
             );
         }

@@ -1,6 +1,6 @@
 //! Who may relay mail through this server, and to where: a server that passes mail on must
-//! not relay for anyone to anywhere (RFC 5321 3.6.2 and 7.1; RFC 2505 2.2, "MUST by
-//! default refuse relaying").
+//! not relay for anyone to anywhere (RFC 5321 3.6.2 and 7.1; RFC 2505 2.1: an MTA MUST be
+//! able to refuse unauthorized relaying).
 //!
 //! A [`RelayPolicy`] permits a recipient when the client is in one of its networks (the
 //! hosts the relay serves, like Postfix's `mynetworks`) or the recipient's domain is one of
@@ -14,6 +14,7 @@
 
 use core::net::IpAddr;
 
+use crate::address::parse_domain;
 use crate::network::Network;
 use crate::reply::Reply;
 
@@ -50,6 +51,16 @@ impl<D: AsRef<str>> RelayPolicy<'_, D> {
                     .domains
                     .iter()
                     .any(|served| domain_matches(served.as_ref(), domain)))
+    }
+}
+
+/// Whether `pattern` can be one of a policy's domains: a domain or address literal as a
+/// forward-path holds it (`example.com`, `[192.0.2.1]`), or a dot and a domain
+/// (`.example.com`). Anything else could never match.
+pub fn is_domain_pattern(pattern: &str) -> bool {
+    match pattern.strip_prefix('.') {
+        Some(parent) => !parent.starts_with('[') && parse_domain(parent).is_ok(),
+        None => parse_domain(pattern).is_ok(),
     }
 }
 
@@ -113,6 +124,37 @@ mod tests {
                 permitted,
                 "{peer:?} to {recipient}"
             );
+        }
+    }
+
+    #[test]
+    fn domain_patterns_are_domains_a_forward_path_can_hold() {
+        for pattern in [
+            "example.com",
+            ".example.com",
+            "bücher.example",
+            "x",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+        ] {
+            assert!(is_domain_pattern(pattern), "{pattern}");
+        }
+        for pattern in [
+            "",
+            ".",
+            "..example.com",
+            "example.com.",
+            "*.example.com",
+            "a..example.com",
+            "-a-.example",
+            "a@example.com",
+            "a b",
+            "[::1]",
+            "[IPv6:192.0.2.1]",
+            ".[192.0.2.1]",
+            "[192.0.2.1",
+        ] {
+            assert!(!is_domain_pattern(pattern), "{pattern:?}");
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use smtpd_core::config::BareNewline;
-use smtpd_core::network::Network;
+use smtpd_core::network::{BadNetwork, Network};
+use smtpd_core::relay_policy::is_domain_pattern;
 use smtpd_core::Config;
 
 use crate::handlers::RelayAccess;
@@ -44,15 +45,16 @@ pub struct Args {
     #[arg(value_name = "remotehost:port", default_value = "localhost:25")]
     pub remote: String,
     /// Clients that may relay to any domain through PureProxy and MailmanProxy: networks or
-    /// addresses, comma-separated (`192.168.0.0/16,2001:db8::/32`). Others may send only to
-    /// --relay-domains. `0.0.0.0/0,::/0` makes an open relay.
+    /// addresses, comma-separated (`192.168.0.0/16,2001:db8::/32`), or `none`. Others may
+    /// send only to --relay-domains. `0.0.0.0/0,::/0` makes an open relay.
     #[arg(
         long,
         value_name = "NETWORKS",
         value_delimiter = ',',
+        value_parser = network_or_none,
         default_value = "127.0.0.0/8,::1/128"
     )]
-    pub relay_networks: Vec<Network>,
+    pub relay_networks: Vec<Option<Network>>,
     /// Domains anyone may send to through PureProxy and MailmanProxy, comma-separated:
     /// `example.com` is that domain, `.example.com` any domain below it.
     #[arg(long, value_name = "DOMAINS", value_delimiter = ',', value_parser = relay_domain)]
@@ -117,25 +119,24 @@ fn seconds(min: u64) -> clap::builder::RangedU64ValueParser<u64> {
     clap::builder::RangedU64ValueParser::new().range(min..=365 * 24 * 3600)
 }
 
-/// A `--relay-domains` entry: a domain (`example.com`, `[192.0.2.1]`), or a dot and a
-/// domain (`.example.com`, the domains below it). Labels are letters, digits and hyphens
-/// (UTF-8 letters too, as SMTPUTF8 clients write them).
+/// A `--relay-networks` entry: a network, or `none` (which adds none).
+fn network_or_none(text: &str) -> Result<Option<Network>, BadNetwork> {
+    match text {
+        "none" => Ok(None),
+        network => network.parse().map(Some),
+    }
+}
+
+/// A `--relay-domains` entry (see [`is_domain_pattern`]).
 fn relay_domain(text: &str) -> Result<String, String> {
-    let domain = text.strip_prefix('.').unwrap_or(text);
-    let label =
-        |label: &str| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-');
-    let literal = domain
-        .strip_prefix('[')
-        .and_then(|inner| inner.strip_suffix(']'))
-        .map(|inner| inner.strip_prefix("IPv6:").unwrap_or(inner))
-        .is_some_and(|address| address.parse::<std::net::IpAddr>().is_ok());
-    match literal || domain.split('.').all(label) {
-        true => Ok(text.to_owned()),
-        false if domain.starts_with("*.") => Err(format!(
-            "no wildcards: .{} stands for the domains below {0}",
-            &domain[2..]
+    match (is_domain_pattern(text), text.strip_prefix("*.")) {
+        (true, _) => Ok(text.to_owned()),
+        (false, Some(parent)) => Err(format!(
+            "no wildcards: .{parent} stands for the domains below {parent}"
         )),
-        false => Err("expected a domain (example.com) or a dot and a domain (.example.com)".into()),
+        (false, None) => {
+            Err("expected a domain (example.com) or a dot and a domain (.example.com)".into())
+        }
     }
 }
 
@@ -240,7 +241,7 @@ impl Args {
     /// Who may relay through the proxies.
     pub fn relay_access(&self) -> RelayAccess {
         RelayAccess {
-            networks: self.relay_networks.clone(),
+            networks: self.relay_networks.iter().flatten().copied().collect(),
             domains: self.relay_domains.clone(),
         }
     }
@@ -283,4 +284,22 @@ pub fn host_name() -> String {
         .ok()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_access_defaults_to_the_library_s_and_none_trusts_no_network() {
+        let args = Args::try_parse_from(["smtpd"]).unwrap();
+        assert_eq!(args.relay_access(), RelayAccess::default());
+        let args = Args::try_parse_from(["smtpd", "--relay-networks", "none"]).unwrap();
+        assert!(args.relay_access().networks.is_empty());
+        let args = Args::try_parse_from(["smtpd", "--relay-networks", "none,10.0.0.0/8"]).unwrap();
+        assert_eq!(
+            args.relay_access().networks,
+            ["10.0.0.0/8".parse().unwrap()]
+        );
+    }
 }

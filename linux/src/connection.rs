@@ -29,7 +29,7 @@ use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use smtpd_core::channel::capacity;
 use smtpd_core::network::Network;
-use smtpd_core::proxy_header::{self, ProxyHeaderError};
+use smtpd_core::proxy_header::{self, ProxyHeader, ProxyHeaderError};
 use smtpd_core::{replies, CloseReason, Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
@@ -50,7 +50,8 @@ pub enum Outcome {
     Disconnected,
     /// Ended by server shutdown.
     Shutdown,
-    /// A trusted proxy's connection began with no PROXY header: closed without a reply.
+    /// A trusted proxy's connection began with no valid PROXY header (none, a malformed
+    /// one, one too long): closed without a reply.
     NoProxyHeader(ProxyHeaderError),
 }
 
@@ -95,11 +96,12 @@ enum Wake {
     Shutdown,
 }
 
-/// A connection's end: whose it was, how it ended, and its handler (none when a proxy's
-/// header was missing).
+/// A connection's end: whose it was, how it ended, and its handler (none when the session
+/// never began: a proxy's header was missing, bad or late, or the server stopped first).
 pub(crate) struct Served<H> {
-    /// The client: the connection's peer, or the one its proxy named.
-    pub client: SocketAddr,
+    /// The client: the connection's peer, or the one its proxy named; `None` when the proxy
+    /// relayed a client it did not name.
+    pub client: Option<SocketAddr>,
     /// The peer, when it was a trusted proxy.
     pub proxy: Option<SocketAddr>,
     pub outcome: Outcome,
@@ -124,12 +126,15 @@ pub(crate) async fn serve<H: Handler>(
         .then_some(peer);
     let opened = match proxy {
         Some(_) => proxied_client(&stream, peer, &mut inbox, &alarm).await,
-        None => Ok((peer, Vec::new())),
+        None => Ok((Some(peer), Vec::new())),
     };
     let served = match opened {
         Ok((client, input)) => {
+            // A client its proxy did not name is unknown to the session (and so to the relay
+            // rule); handlers made per connection get the proxy's address.
+            let handler = make_handler(client.unwrap_or(peer));
             let mut session: ServerSession<H> =
-                Session::with_arena(shared.config, Some(client), make_handler(client), arena);
+                Session::with_arena(shared.config, client, handler, arena);
             let mut last_words = LastWords {
                 stream: &stream,
                 config: shared.config,
@@ -137,7 +142,7 @@ pub(crate) async fn serve<H: Handler>(
             };
             let outcome = converse(
                 &stream,
-                client,
+                client.unwrap_or(peer),
                 &mut session,
                 &mut inbox,
                 input,
@@ -154,7 +159,7 @@ pub(crate) async fn serve<H: Handler>(
             }
         }
         Err(outcome) => Served {
-            client: peer,
+            client: Some(peer),
             proxy,
             outcome,
             handler: None,
@@ -178,14 +183,15 @@ pub(crate) async fn serve<H: Handler>(
 }
 
 /// Reads a trusted proxy's PROXY header: the client it names and the input after the
-/// header. A header that names none (`UNKNOWN`; `LOCAL`, the proxy's own health check)
-/// leaves the connection's own address, `peer`, as the specification says.
+/// header. The proxy's own connection (`LOCAL`, a health check) is `peer`'s; a client the
+/// proxy does not name (`UNKNOWN`, a UNIX socket...) is `None`, unknown. (The specification
+/// would have `peer` for both; the proxy's address may well have relay rights.)
 async fn proxied_client(
     stream: &TcpStream,
     peer: SocketAddr,
     inbox: &mut Inbox,
     alarm: &Alarm,
-) -> Result<(SocketAddr, Vec<u8>), Outcome> {
+) -> Result<(Option<SocketAddr>, Vec<u8>), Outcome> {
     alarm.set(Some(StdInstant::now() + PROXY_HEADER_TIMEOUT));
     let mut input = Vec::new();
     loop {
@@ -212,9 +218,13 @@ async fn proxied_client(
         match proxy_header::parse(&input) {
             Ok(None) => continue,
             Ok(Some((header, len))) => {
-                let client = header.client().map_or(peer, |client| {
-                    SocketAddr::new(client.ip().to_canonical(), client.port())
-                });
+                let client = match header {
+                    ProxyHeader::Client(client) => {
+                        Some(SocketAddr::new(client.ip().to_canonical(), client.port()))
+                    }
+                    ProxyHeader::Local => Some(peer),
+                    ProxyHeader::Unnamed => None,
+                };
                 input.drain(..len);
                 return Ok((client, input));
             }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) if !error.use_stderr() => error.exit(),
         Err(error) => {
-            // One line, as for the other usage errors: clap's first, without its prefix.
+            // One line, as for the other usage errors: clap's first (`error: ...`).
             let text = error.to_string();
             let first = text.lines().next().unwrap_or_default();
             eprintln!("smtpd: {first} (see smtpd --help)");
@@ -63,6 +63,12 @@ fn run(args: &Args) -> Result<(), String> {
         &args.proxy_protocol,
         "open to any client naming any address",
     );
+    let relays = matches!(class, Class::PureProxy | Class::MailmanProxy);
+    if !relays && args.relay_access() != RelayAccess::default() {
+        tracing::warn!(
+            "--relay-networks and --relay-domains apply to PureProxy and MailmanProxy only"
+        );
+    }
     let data_timeout = config.timeouts.data_block;
     let builder = Server::builder(config).options(args.options()?);
     match class {

@@ -433,13 +433,16 @@ impl<F: HandlerFactory> Worker<F> {
         compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
             let served = serve(stream, peer, make_handler, arena, inbox, shared).await;
-            let (client, outcome) = (served.client, served.outcome);
+            let outcome = served.outcome;
             let messages = served.handler.map_or(0, |handler| handler.messages());
             let ms = started.elapsed().as_millis() as u64;
-            match served.proxy {
-                None => tracing::info!(peer = %client, messages, outcome = ?outcome, ms, "session"),
-                Some(proxy) => {
+            match (served.proxy, served.client) {
+                (None, _) => tracing::info!(%peer, messages, outcome = ?outcome, ms, "session"),
+                (Some(proxy), Some(client)) => {
                     tracing::info!(peer = %client, %proxy, messages, outcome = ?outcome, ms, "session")
+                }
+                (Some(proxy), None) => {
+                    tracing::info!(peer = %"unknown", %proxy, messages, outcome = ?outcome, ms, "session")
                 }
             }
             drop(slot);

@@ -201,3 +201,36 @@ fn a_trusted_proxy_must_send_a_header_and_no_one_else_may() {
         .contains("session peer=127.0.0.1:")
         && !log.contains("198.51.100.9")));
 }
+
+#[test]
+fn a_client_its_proxy_does_not_name_is_unknown_and_may_not_relay() {
+    let upstream = Server::maildir(&[]);
+    // The proxy's own address, 127.0.0.1, may relay anywhere (the default networks).
+    let relay = Server::relay(
+        &upstream.addr.to_string(),
+        &["--proxy-protocol", "127.0.0.1"],
+    );
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    for (header, relayed) in [
+        (&b"PROXY UNKNOWN\r\n"[..], "550 5.7.1"),
+        (b"\r\n\r\n\0\r\nQUIT\n\x21\x31\x00\xd8", "550 5.7.1"),
+        (local, "250 "),
+    ] {
+        let mut header = header.to_vec();
+        if header.ends_with(b"\x31\x00\xd8") {
+            header.extend_from_slice(&[0; 216]); // two UNIX socket paths
+        }
+        let mut client = common::Client::connect(relay.addr);
+        client.send(&header);
+        assert!(client.reply().starts_with("220 "));
+        client.expect("EHLO client.example", "250");
+        client.expect("MAIL FROM:<a@b.example>", "250 ");
+        client.expect("RCPT TO:<x@elsewhere.example>", relayed);
+        client.expect("QUIT", "221 ");
+    }
+    assert!(relay.stderr.wait_for(Duration::from_secs(5), |log| log
+        .lines()
+        .filter(|line| line.contains("session peer=unknown proxy=127.0.0.1:"))
+        .count()
+        == 2));
+}

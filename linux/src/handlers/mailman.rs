@@ -196,6 +196,8 @@ impl MailmanProxy {
     }
     /// Relays `to`, passing the relay this transaction's MAIL first.
     async fn relay_rcpt(&mut self, cx: &Context<'_>, to: &str) -> Verdict<'_> {
+        // Asked here too (PureProxy's `rcpt` asks again): a denied recipient must not open
+        // an upstream transaction.
         if let Err(denied) = self.relay.access.check(cx, to) {
             return Verdict::Reply(denied);
         }

@@ -66,7 +66,8 @@ pub struct RelayAccess {
     pub domains: Vec<String>,
 }
 
-/// Loopback clients only, to no domain else: no open relay by default.
+/// Loopback clients only, to no domain else: no open relay by default (the `smtpd` binary's
+/// `--relay-networks` default too).
 impl Default for RelayAccess {
     fn default() -> Self {
         RelayAccess {
@@ -77,7 +78,7 @@ impl Default for RelayAccess {
 }
 
 impl RelayAccess {
-    pub fn policy(&self) -> RelayPolicy<'_, String> {
+    fn policy(&self) -> RelayPolicy<'_, String> {
         RelayPolicy {
             networks: &self.networks,
             domains: &self.domains,
