@@ -143,7 +143,6 @@ impl fmt::Display for Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::string::ToString;
 
     fn net(text: &str) -> Network {
         text.parse().unwrap()

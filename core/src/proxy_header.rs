@@ -176,7 +176,6 @@ fn parse_v2(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::vec::Vec;
 
     fn client(text: &str) -> ProxyHeader {
         ProxyHeader::Client(text.parse().unwrap())
