@@ -64,15 +64,6 @@ fn masked(address: IpAddr, prefix: u8) -> Option<IpAddr> {
     })
 }
 
-/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, as a dual-stack socket reports IPv4
-/// peers) as the IPv4 address it is.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 impl Network {
     /// The network of `address` with `prefix` leading bits, host bits cleared. Within the
     /// IPv4-mapped range it is the IPv4 network it stands for (`::ffff:192.0.2.0/120` is
@@ -91,7 +82,7 @@ impl Network {
     /// for: in `192.0.2.0/24`, and in no IPv6 network (not even `::/0`: IPv4 networks are
     /// written as such).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        masked(canonical(ip), self.prefix) == Some(self.address)
+        masked(ip.to_canonical(), self.prefix) == Some(self.address)
     }
 
     /// Whether this network is wider than any private range: an IPv4 prefix shorter than

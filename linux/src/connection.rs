@@ -96,6 +96,12 @@ enum Wake {
     Shutdown,
 }
 
+/// `addr` with an IPv4-mapped IPv6 address (`[::ffff:192.0.2.1]:25`, as a dual-stack socket
+/// or a proxy may give an IPv4 client) as the IPv4 address it is.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// A connection's end: whose it was, how it ended, and its handler (none when the session
 /// never began: a proxy's header was missing, bad or late, or the server stopped first).
 pub(crate) struct Served<H> {
@@ -106,6 +112,22 @@ pub(crate) struct Served<H> {
     pub proxy: Option<SocketAddr>,
     pub outcome: Outcome,
     pub handler: Option<H>,
+}
+
+impl<H> Served<H> {
+    /// The client for the log: its address, or `unknown`.
+    pub fn client_name(&self) -> impl std::fmt::Display {
+        struct Name(Option<SocketAddr>);
+        impl std::fmt::Display for Name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.0 {
+                    Some(addr) => addr.fmt(f),
+                    None => f.write_str("unknown"),
+                }
+            }
+        }
+        Name(self.client)
+    }
 }
 
 /// Serves one connection from `peer` until its session closes, with the handler made for
@@ -131,8 +153,9 @@ pub(crate) async fn serve<H: Handler>(
     let served = match opened {
         Ok((client, input)) => {
             // A client its proxy did not name is unknown to the session (and so to the relay
-            // rule); handlers made per connection get the proxy's address.
-            let handler = make_handler(client.unwrap_or(peer));
+            // rule); handlers made per connection, and the traffic log, get the proxy's address.
+            let known = client.unwrap_or(peer);
+            let handler = make_handler(known);
             let mut session: ServerSession<H> =
                 Session::with_arena(shared.config, client, handler, arena);
             let mut last_words = LastWords {
@@ -142,7 +165,7 @@ pub(crate) async fn serve<H: Handler>(
             };
             let outcome = converse(
                 &stream,
-                client.unwrap_or(peer),
+                known,
                 &mut session,
                 &mut inbox,
                 input,
@@ -219,9 +242,7 @@ async fn proxied_client(
             Ok(None) => continue,
             Ok(Some((header, len))) => {
                 let client = match header {
-                    ProxyHeader::Client(client) => {
-                        Some(SocketAddr::new(client.ip().to_canonical(), client.port()))
-                    }
+                    ProxyHeader::Client(client) => Some(canonical(client)),
                     ProxyHeader::Local => Some(peer),
                     ProxyHeader::Unnamed => None,
                 };

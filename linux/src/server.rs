@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::alarm::Alarms;
 use crate::arena::PageArena;
-use crate::connection::{serve, Shared};
+use crate::connection::{canonical, serve, Shared};
 use crate::inbox::InboxPool;
 use crate::logging::Logged;
 
@@ -346,7 +346,7 @@ impl<F: HandlerFactory> Worker<F> {
                 None => break,
                 Some(Ok((stream, peer))) => {
                     // An IPv4 client of a dual-stack listener, as the IPv4 address it is.
-                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    let peer = canonical(peer);
                     self.spawn(stream, peer, &shared, &active, &idle)
                 }
                 Some(Err(error)) => {
@@ -433,18 +433,18 @@ impl<F: HandlerFactory> Worker<F> {
         compio::runtime::spawn(async move {
             let started = std::time::Instant::now();
             let served = serve(stream, peer, make_handler, arena, inbox, shared).await;
-            let outcome = served.outcome;
-            let messages = served.handler.map_or(0, |handler| handler.messages());
-            let ms = started.elapsed().as_millis() as u64;
-            match (served.proxy, served.client) {
-                (None, _) => tracing::info!(%peer, messages, outcome = ?outcome, ms, "session"),
-                (Some(proxy), Some(client)) => {
-                    tracing::info!(peer = %client, %proxy, messages, outcome = ?outcome, ms, "session")
-                }
-                (Some(proxy), None) => {
-                    tracing::info!(peer = %"unknown", %proxy, messages, outcome = ?outcome, ms, "session")
-                }
-            }
+            let messages = served
+                .handler
+                .as_ref()
+                .map_or(0, |handler| handler.messages());
+            tracing::info!(
+                peer = %served.client_name(),
+                proxy = served.proxy.map(tracing::field::display),
+                messages,
+                outcome = ?served.outcome,
+                ms = started.elapsed().as_millis() as u64,
+                "session"
+            );
             drop(slot);
         })
         .detach();
