@@ -20,7 +20,8 @@ use crate::server::Options;
 #[derive(Parser, Debug)]
 #[command(name = "smtpd", version, args_override_self = true)]
 pub struct Args {
-    /// Accepted for Python compatibility: smtpd never changes its user id.
+    /// Keep the user id. Without it, a server started as root switches to `nobody` once it
+    /// listens, as Python's smtpd did (a Maildir server: to the maildir's owner).
     #[arg(short = 'n', long)]
     pub nosetuid: bool,
     /// Handler class: DebuggingServer, PureProxy (relays to remotehost:port), MailmanProxy

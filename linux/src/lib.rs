@@ -14,7 +14,8 @@
 //!   [`smtpd_core::Handler`] directly.
 //! - [`handlers`]: `DebuggingServer`, `Sink`, `Maildir`, `PureProxy`, `MailmanProxy`;
 //!   [`logging`]: per-message logs.
-//! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options).
+//! - [`cli`]: the `smtpd` command line (Python smtpd's flags plus modern options);
+//!   [`process`]: its descriptor limit, and leaving root once it listens.
 //!
 //! Handlers run on the serving thread's runtime: do I/O with the re-exported [`compio`]
 //! (`compio::net`, `compio::fs`; `compio::time::timeout` to bound a lookup, as hooks have
@@ -82,6 +83,7 @@ pub mod handlers;
 mod inbox;
 pub mod logging;
 pub mod message;
+pub mod process;
 pub mod server;
 
 pub use compio;

@@ -13,7 +13,8 @@ use smtpd_linux::handlers::{
     DebuggingServer, Maildir, MailmanProxy, PureProxy, RelayAccess, Sink, Upstream,
 };
 use smtpd_linux::logging::{BatchedStderr, TextLayer};
-use smtpd_linux::{Buffered, HandlerFactory, Server};
+use smtpd_linux::process::{self, User};
+use smtpd_linux::{Buffered, HandlerFactory, Options, Server};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -70,35 +71,122 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     let data_timeout = config.timeouts.data_block;
-    let builder = Server::builder(config).options(args.options()?);
+    let mut options = args.options()?;
+    fit_descriptors(&mut options, &class);
+    let builder = Server::builder(config).options(options);
+    // Started as root, the server leaves root once it listens (see `leave_root`).
+    let nobody = || leave_root(args, || User::named("nobody"));
+    let switch = |user: Option<User>| move || user.as_ref().map_or(Ok(()), run_as);
     match class {
         Class::DebuggingServer => {
             let printer = DebuggingServer {
                 envelope: args.debug,
                 patience: data_timeout,
             };
-            serve(builder.build(move |_| Buffered::new(printer)))
+            let server = builder.build(move |_| Buffered::new(printer));
+            serve(server, switch(nobody()?))
         }
-        Class::Sink => serve(builder.build(|_| Sink)),
+        Class::Sink => serve(builder.build(|_| Sink), switch(nobody()?)),
         Class::MailmanProxy => {
             log_relay_access(&access);
-            serve(builder.build(move |peer: std::net::SocketAddr| {
+            let server = builder.build(move |peer: std::net::SocketAddr| {
                 MailmanProxy::new(upstream.clone(), access.clone(), lists.clone(), peer.ip())
-            }))
+            });
+            serve(server, switch(nobody()?))
         }
         Class::PureProxy => {
             log_relay_access(&access);
-            serve(builder.build(move |peer: std::net::SocketAddr| {
+            let server = builder.build(move |peer: std::net::SocketAddr| {
                 PureProxy::new(upstream.clone(), access.clone(), peer.ip())
-            }))
+            });
+            serve(server, switch(nobody()?))
         }
         Class::Maildir(dir) => {
-            Maildir::create_dirs(&dir)
-                .map_err(|e| format!("cannot use maildir {}: {e}", dir.display()))?;
-            let dir: Arc<PathBuf> = Arc::new(dir);
-            serve(builder.build(move |_| Maildir::new(dir.clone())))
+            // Messages are written as the maildir's owner (one this server creates is root's).
+            let owner = match dir.exists() {
+                true => leave_root(args, || User::owner_of(&dir))?,
+                false => None,
+            };
+            if owner.is_none() {
+                create_maildir(&dir).map_err(|e| e.to_string())?;
+            }
+            let server = builder.build({
+                let dir: Arc<PathBuf> = Arc::new(dir.clone());
+                move |_| Maildir::new(dir.clone())
+            });
+            serve(server, move || match &owner {
+                Some(owner) => {
+                    run_as(owner)?;
+                    create_maildir(&dir)
+                }
+                None => Ok(()),
+            })
         }
     }
+}
+
+/// Creates the maildir's directories where missing, and checks that they can be written.
+fn create_maildir(dir: &std::path::Path) -> std::io::Result<()> {
+    Maildir::create_dirs(dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot use maildir {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// Raises the descriptor limit, and lowers `--max-connections` to what it holds, so that a
+/// connection over it gets `421`, never a wait in the backlog for a descriptor.
+fn fit_descriptors(options: &mut Options, class: &Class) {
+    // Beside its socket: a relay's upstream connections, a message file and its directory.
+    let per_connection = match class {
+        Class::Sink | Class::DebuggingServer => 1,
+        Class::Maildir(_) => 2,
+        Class::PureProxy | Class::MailmanProxy => 3,
+    };
+    match process::raise_descriptor_limit() {
+        Ok(limit) => {
+            let room = process::connections_within(limit, per_connection, options.threads);
+            if room < options.max_connections {
+                let max_connections = room.max(1);
+                tracing::warn!(
+                    "{limit} descriptors (`ulimit -n`) hold {max_connections} connections: \
+                     --max-connections lowered from {}",
+                    options.max_connections
+                );
+                options.max_connections = max_connections;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
+    }
+}
+
+/// The user a server started as root switches to once it listens: `user()` (as Python's
+/// smtpd switched to `nobody`), unless `-n` keeps root or `user()` is root itself.
+fn leave_root(
+    args: &Args,
+    user: impl FnOnce() -> std::io::Result<User>,
+) -> Result<Option<User>, String> {
+    if args.nosetuid || !process::is_root() {
+        return Ok(None);
+    }
+    let user = user().map_err(|e| format!("cannot leave root ({e}); try running with -n"))?;
+    Ok((!user.is_root()).then_some(user))
+}
+
+/// Switches to `user`, and says so.
+fn run_as(user: &User) -> std::io::Result<()> {
+    process::switch_to(user).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot switch to user {} ({e}); try running with -n",
+                user.name
+            ),
+        )
+    })?;
+    tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "left root");
+    Ok(())
 }
 
 /// Says who may relay, and warns of an open relay.
@@ -123,7 +211,11 @@ fn warn_of_vast(flag: &str, networks: &[Network], what_it_makes: &str) {
     }
 }
 
-fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), String> {
+/// Runs a bound server until it is stopped, calling `ready` once its threads are set up.
+fn serve<F: HandlerFactory>(
+    server: std::io::Result<Server<F>>,
+    ready: impl FnOnce() -> std::io::Result<()>,
+) -> Result<(), String> {
     let server = server.map_err(|e| format!("cannot listen: {e}"))?;
     let shutdown = server.shutdown_handle().map_err(|e| e.to_string())?;
     let mut signals = Signals::new(stop_signals()).map_err(|e| e.to_string())?;
@@ -137,8 +229,13 @@ fn serve<F: HandlerFactory>(server: std::io::Result<Server<F>>) -> Result<(), St
             std::process::exit(1);
         }
     });
-    tracing::info!(addr = %server.local_addr(), "listening");
-    server.run().map_err(|e| e.to_string())
+    let addr = server.local_addr();
+    let ready = || {
+        ready()?;
+        tracing::info!(%addr, "listening");
+        Ok(())
+    };
+    server.run_after(ready).map_err(|e| e.to_string())
 }
 
 /// The signals that start a graceful shutdown: SIGINT, SIGTERM, and SIGHUP (the terminal

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -224,7 +224,16 @@ impl<F: HandlerFactory> Server<F> {
     /// Serves until shut down and every session has ended. Fails if no thread could serve
     /// (or one panicked); a thread that could not is logged and leaves its share to the others.
     pub fn run(self) -> io::Result<()> {
+        self.run_after(|| Ok(()))
+    }
+
+    /// As [`run`](Self::run), calling `ready` once every thread's io_uring runtime is set
+    /// up and before any connection is served: the moment to give up privileges (the
+    /// `smtpd` binary leaves root there). If `ready` fails, nothing is served and its error
+    /// is returned.
+    pub fn run_after(self, ready: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
         let connections = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Start::new(self.listeners.len()));
         let threads: Vec<_> = self
             .listeners
             .into_iter()
@@ -239,11 +248,12 @@ impl<F: HandlerFactory> Server<F> {
                     grace: self.options.shutdown_grace,
                     proxies: self.options.proxy_protocol.clone(),
                 };
+                let start = start.clone();
                 std::thread::Builder::new()
                     .name(format!("smtpd-{index}"))
                     .spawn(move || {
                         let listening = listener.try_clone();
-                        let served = worker.serve(listener);
+                        let served = worker.serve(listener, &start);
                         if let Err(error) = &served {
                             // Its listener (shared with the shutdown handle) would go on
                             // taking connections that nobody accepts.
@@ -260,7 +270,11 @@ impl<F: HandlerFactory> Server<F> {
                         served
                     })
             })
-            .collect::<io::Result<_>>()?;
+            .collect::<io::Result<_>>()
+            .inspect_err(|_| start.release(false))?;
+        start.wait_for_threads();
+        let ready = ready();
+        start.release(ready.is_ok());
         // A thread that could not serve was logged, and the others took its connections:
         // the server failed only if none served.
         let (mut served, mut failure) = (false, None);
@@ -271,10 +285,55 @@ impl<F: HandlerFactory> Server<F> {
                 Err(_) => return Err(io::Error::other("worker thread panicked")),
             }
         }
+        ready?;
         match failure {
             Some(error) if !served => Err(error),
             _ => Ok(()),
         }
+    }
+}
+
+/// The start of the serving threads: each sets its runtime up, then waits until the
+/// server's owner lets them all serve (or not).
+struct Start {
+    /// Threads still setting up, and the owner's word once given.
+    state: Mutex<(usize, Option<bool>)>,
+    changed: Condvar,
+}
+
+impl Start {
+    fn new(threads: usize) -> Self {
+        Start {
+            state: Mutex::new((threads, None)),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// A thread is set up (or failed to be); waits for the word: whether to serve.
+    fn set_up(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= 1;
+        self.changed.notify_all();
+        loop {
+            if let Some(serve) = state.1 {
+                return serve;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until every thread is set up.
+    fn wait_for_threads(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.0 > 0 {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn release(&self, serve: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 = Some(serve);
+        self.changed.notify_all();
     }
 }
 
@@ -290,8 +349,13 @@ struct Worker<F> {
 
 impl<F: HandlerFactory> Worker<F> {
     /// Runs this thread's io_uring runtime, serving `listener`'s connections until shut down.
-    fn serve(self, listener: std::net::TcpListener) -> io::Result<()> {
-        let runtime = runtime().map_err(|error| {
+    /// Sets the runtime up, waits for the word to `start`, and serves.
+    fn serve(self, listener: std::net::TcpListener, start: &Start) -> io::Result<()> {
+        let runtime = runtime();
+        if !start.set_up() {
+            return Ok(());
+        }
+        let runtime = runtime.map_err(|error| {
             io::Error::new(
                 error.kind(),
                 format!(

@@ -65,10 +65,28 @@ impl Drop for Undelivered {
 }
 
 impl Maildir {
-    /// Creates `dir/{tmp,new,cur}` if needed.
+    /// Creates `dir/{tmp,new,cur}` if needed, and checks that this process may write into
+    /// `tmp` and `new`, so that a server that could not deliver does not start.
     pub fn create_dirs(dir: &Path) -> io::Result<()> {
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(dir.join(sub))?;
+        }
+        for sub in ["tmp", "new"] {
+            let path = std::ffi::CString::new(dir.join(sub).into_os_string().into_encoded_bytes())
+                .map_err(|_| io::ErrorKind::InvalidInput)?;
+            // SAFETY: a valid C string; checks with the effective ids.
+            let status = unsafe {
+                libc::faccessat(
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    libc::W_OK | libc::X_OK,
+                    libc::AT_EACCESS,
+                )
+            };
+            if status != 0 {
+                let error = io::Error::last_os_error();
+                return Err(io::Error::new(error.kind(), format!("{sub}: {error}")));
+            }
         }
         Ok(())
     }
