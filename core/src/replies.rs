@@ -97,6 +97,10 @@ pub const INSUFFICIENT_STORAGE: Reply =
 
 /// For a connection over the server's cap: resolve its `Connect` event with this.
 pub const TOO_MANY_CONNECTIONS: Reply = Reply::new(421, (4, 3, 2), "Too many connections");
+/// For a connection over the cap of its client (Postfix's `421 4.7.0 ... too many
+/// connections from ...`).
+pub const TOO_MANY_CONNECTIONS_FROM_CLIENT: Reply =
+    Reply::new(421, (4, 7, 0), "Too many connections from your address");
 /// The last reply of a session a frontend abandons (its handler failed, by a panic).
 pub const SESSION_ABORTED: Reply =
     Reply::new(421, (4, 3, 0), "Error: session aborted, closing connection");

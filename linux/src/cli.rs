@@ -80,6 +80,11 @@ pub struct Args {
     /// Connections beyond this get `421 4.3.2 Too many connections`.
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>())]
     pub max_connections: usize,
+    /// Connections one client may have open at once (an IPv4 address, an IPv6 /64; behind
+    /// --proxy-protocol, the client the proxy names); more get `421 4.7.0`. Loopback clients
+    /// are not counted.
+    #[arg(long, default_value_t = 50, value_parser = at_least_one::<usize>())]
+    pub max_connections_per_client: usize,
     /// Recipients per message. 100 always fit, however long their addresses; beyond that,
     /// as many as the 28 KiB envelope holds (the rest get `452`, to be retried).
     #[arg(long, default_value_t = 100, value_parser = at_least_one::<usize>())]
@@ -251,6 +256,7 @@ impl Args {
         let mut options = Options {
             bind: self.bind_addr()?,
             max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             proxy_protocol: self.proxy_protocol.clone(),
             ..Options::default()

@@ -21,6 +21,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -34,6 +35,7 @@ use smtpd_core::{replies, CloseReason, Config, Handler, Instant, Session};
 
 use crate::alarm::{Alarm, Alarms};
 use crate::arena::PageArena;
+use crate::client_limit::{Admitted, ClientLimit};
 use crate::inbox::{Chunk, Inbox, InboxPool};
 use crate::logging::Traffic;
 use crate::server::{closing_reply, Clock};
@@ -53,6 +55,8 @@ pub enum Outcome {
     /// A trusted proxy's connection began with no valid PROXY header (none, a malformed
     /// one, one too long): closed without a reply.
     NoProxyHeader(ProxyHeaderError),
+    /// The client had as many connections open as it may (`421 4.7.0`).
+    TooManyFromClient,
 }
 
 impl Outcome {
@@ -77,6 +81,8 @@ pub(crate) struct Shared {
     pub grace: Duration,
     /// Connections from these networks begin with a PROXY header.
     pub proxies: Rc<[Network]>,
+    /// Connections per client.
+    pub clients: Arc<ClientLimit>,
 }
 
 /// The core session as the server sizes it: default buffers, and the envelope in a
@@ -150,7 +156,22 @@ pub(crate) async fn serve<H: Handler>(
         Some(_) => proxied_client(&stream, peer, &mut inbox, &alarm).await,
         None => Ok((Some(peer), Vec::new())),
     };
+    // The client's place among its connections, held to the end; none left: refused.
+    let admitted = match &opened {
+        Ok((Some(client), _)) => shared.clients.admit(client.ip()),
+        _ => Some(Admitted::uncounted()),
+    };
     let served = match opened {
+        Ok((client, _)) if admitted.is_none() => {
+            let reply = closing_reply(shared.config, replies::TOO_MANY_CONNECTIONS_FROM_CLIENT);
+            send_now(&stream, &reply);
+            Served {
+                client,
+                proxy,
+                outcome: Outcome::TooManyFromClient,
+                handler: None,
+            }
+        }
         Ok((client, input)) => {
             // A client its proxy did not name is unknown to the session (and so to the relay
             // rule); handlers made per connection, and the traffic log, get the proxy's address.

@@ -8,7 +8,8 @@
 //! - [`server`]: [`Server`] builder and runtime threads; [`connection`]: the per-connection
 //!   I/O loop; `alarm`: what wakes a connection besides its socket (its deadline, one
 //!   tick per thread; the shutdown request); `arena`: envelope memory by the page;
-//!   `inbox`: a connection's own receive buffers, filled by one multishot receive.
+//!   `inbox`: a connection's own receive buffers, filled by one multishot receive;
+//!   `client_limit`: connections per client, across threads.
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
@@ -28,7 +29,7 @@
 //! connection (target `smtpd_linux::server`: `peer`, `proxy` when a trusted proxy named
 //! the peer ([`Options::proxy_protocol`]), `messages`, `ms`, and `outcome`:
 //! `Closed(Quit)`, `Closed(TooManyErrors)`, `Closed(Unavailable)`, `TimedOut`,
-//! `Disconnected`, `Shutdown` or `NoProxyHeader(..)`) and one
+//! `Disconnected`, `Shutdown`, `NoProxyHeader(..)` or `TooManyFromClient`) and one
 //! `message` event per transaction that reached DATA or BDAT (target
 //! `smtpd_linux::logging`: `peer`, `from`, `to`, `size`, `outcome`: the final reply's code
 //! or why the message was abandoned, `ms`).
@@ -77,6 +78,7 @@
 mod alarm;
 mod arena;
 pub mod cli;
+mod client_limit;
 pub mod connection;
 mod date;
 pub mod handlers;

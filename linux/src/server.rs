@@ -29,6 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::alarm::Alarms;
 use crate::arena::PageArena;
+use crate::client_limit::ClientLimit;
 use crate::connection::{canonical, serve, Shared};
 use crate::inbox::InboxPool;
 use crate::logging::Logged;
@@ -57,6 +58,9 @@ pub struct Options {
     /// Runtimes (threads); each accepts on its own listener.
     pub threads: usize,
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64; loopback is not counted) may
+    /// have open at once; more get `421 4.7.0`. Behind a trusted proxy, the client it names.
+    pub max_connections_per_client: usize,
     /// How long sessions may go on after a shutdown request.
     pub shutdown_grace: Duration,
     /// Listen backlog per listener.
@@ -74,6 +78,7 @@ impl Default for Options {
             bind: SocketAddr::from(([127, 0, 0, 1], 8025)),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_connections: 10_000,
+            max_connections_per_client: 50,
             shutdown_grace: Duration::from_secs(30),
             backlog: 4096,
             proxy_protocol: Vec::new(),
@@ -233,6 +238,7 @@ impl<F: HandlerFactory> Server<F> {
     /// is returned.
     pub fn run_after(self, ready: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
         let connections = Arc::new(AtomicUsize::new(0));
+        let clients = ClientLimit::new(self.options.max_connections_per_client);
         let start = Arc::new(Start::new(self.listeners.len()));
         let threads: Vec<_> = self
             .listeners
@@ -245,6 +251,7 @@ impl<F: HandlerFactory> Server<F> {
                     shutdown: self.shutdown.subscribe(),
                     connections: connections.clone(),
                     max_connections: self.options.max_connections,
+                    clients: clients.clone(),
                     grace: self.options.shutdown_grace,
                     proxies: self.options.proxy_protocol.clone(),
                 };
@@ -343,13 +350,14 @@ struct Worker<F> {
     shutdown: watch::Receiver<bool>,
     connections: Arc<AtomicUsize>,
     max_connections: usize,
+    clients: Arc<ClientLimit>,
     grace: Duration,
     proxies: Vec<Network>,
 }
 
 impl<F: HandlerFactory> Worker<F> {
-    /// Runs this thread's io_uring runtime, serving `listener`'s connections until shut down.
-    /// Sets the runtime up, waits for the word to `start`, and serves.
+    /// Sets this thread's io_uring runtime up, waits for the word to `start`, and serves
+    /// `listener`'s connections until shut down.
     fn serve(self, listener: std::net::TcpListener, start: &Start) -> io::Result<()> {
         let runtime = runtime();
         if !start.set_up() {
@@ -384,6 +392,7 @@ impl<F: HandlerFactory> Worker<F> {
             inboxes: InboxPool::new(),
             grace: self.grace,
             proxies: self.proxies.as_slice().into(),
+            clients: self.clients.clone(),
         };
         compio::runtime::spawn({
             let alarms = shared.alarms.clone();

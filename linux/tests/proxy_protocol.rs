@@ -234,3 +234,70 @@ fn a_client_its_proxy_does_not_name_is_unknown_and_may_not_relay() {
         .count()
         == 2));
 }
+
+/// A connection through a trusted proxy (a hand-made version 1 header) for `client`.
+fn connect_as(server: &Server, client: &str) -> common::Client {
+    let family = if client.contains(':') { "TCP6" } else { "TCP4" };
+    let local = if client.contains(':') {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
+    let mut connection = common::Client::connect(server.addr);
+    connection.set_read_timeout(Duration::from_secs(5));
+    connection.send(format!("PROXY {family} {client} {local} 40000 25\r\n").as_bytes());
+    connection
+}
+
+#[test]
+fn each_client_gets_at_most_its_share_of_connections() {
+    let server = Server::maildir(&[
+        "--proxy-protocol",
+        "127.0.0.1",
+        "--max-connections-per-client",
+        "2",
+    ]);
+    let mut held = Vec::new();
+    for client in [
+        "192.0.2.7",
+        "192.0.2.7",
+        "2001:db8:5:6::1",
+        "2001:db8:5:6::2",
+    ] {
+        let mut connection = connect_as(&server, client);
+        assert!(connection.reply().starts_with("220 "), "{client}");
+        held.push(connection);
+    }
+    // A third from the same address, or from the same IPv6 /64: refused.
+    for client in ["192.0.2.7", "2001:db8:5:6:ab::3"] {
+        let mut refused = connect_as(&server, client);
+        assert_eq!(
+            refused.reply(),
+            "421 4.7.0 Too many connections from your address"
+        );
+        refused.expect_eof(Duration::from_secs(5));
+    }
+    assert!(server.stderr.wait_for(Duration::from_secs(5), |log| log
+        .contains("session peer=192.0.2.7:40000 proxy=127.0.0.1:")
+        && log.contains("outcome=TooManyFromClient")));
+    // Others are served: another address, another /64, loopback (never counted).
+    for client in [
+        "192.0.2.8",
+        "2001:db8:5:7::1",
+        "127.0.0.9",
+        "127.0.0.9",
+        "127.0.0.9",
+    ] {
+        let mut connection = connect_as(&server, client);
+        assert!(connection.reply().starts_with("220 "), "{client}");
+        held.push(connection);
+    }
+    // A client that closes one gets its place back.
+    let mut first = held.remove(0);
+    first.expect("QUIT", "221 ");
+    first.expect_eof(Duration::from_secs(5));
+    let mut again = connect_as(&server, "192.0.2.7");
+    assert!(again.reply().starts_with("220 "));
+    again.expect("EHLO client.example", "250");
+    again.expect("QUIT", "221 ");
+}
