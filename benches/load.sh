@@ -41,10 +41,11 @@ usage() {
   cat <<'EOF'
 usage: benches/load.sh [options]
   --quick              1/5 of the message counts, 500 idle connections
-  --servers "LIST"     any of: ours smtp-sink aiosmtpd ours-quiet ours-1t
+  --servers "LIST"     any of: ours smtp-sink aiosmtpd ours-quiet ours-1t ceiling
                        (default: ours smtp-sink aiosmtpd; ours-quiet = ours with RUST_LOG=warn,
-                       to see what logging costs; ours-1t = ours with --threads 1;
-                       smtp-sink is always added: ratios are to it)
+                       to see what logging costs; ours-1t = ours with --threads 1; ceiling =
+                       ../shared/bench's ceiling-sink, a reference with no SMTP logic, the
+                       floor of CPU per message; smtp-sink is always added: ratios are to it)
   --scenarios "LIST"   subset of (default all):
                          lock1    1 session, 10k x 1 KiB, lock-step on one connection
                          c50      50 sessions, 20k x 1 KiB, lock-step
@@ -102,7 +103,7 @@ for s in $SCENARIOS; do
   case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "unknown scenario $s" >&2; exit 2 ;; esac
 done
 for s in $SERVERS; do
-  case "$s" in ours|ours-quiet|ours-1t|smtp-sink|aiosmtpd) ;; *) echo "unknown server $s" >&2; exit 2 ;; esac
+  case "$s" in ours|ours-quiet|ours-1t|smtp-sink|aiosmtpd|ceiling) ;; *) echo "unknown server $s" >&2; exit 2 ;; esac
 done
 case " $SERVERS " in *" smtp-sink "*) ;; *) SERVERS="$SERVERS smtp-sink" ;; esac
 
@@ -147,12 +148,20 @@ if [ "$INSTALL" = 1 ]; then
 fi
 SMTPD_BIN="$TARGET_DIR/release/smtpd"
 LOAD_BIN="$TARGET_DIR/release/smtp-load"
+CEILING_SRC="$ROOT/../shared/bench/loadgen"
+CEILING_BIN="$TARGET_DIR/release/ceiling-sink"
 if [ "$BUILD" = 1 ]; then
   log "cargo build --release (smtpd-linux, smtp-load) into $TARGET_DIR"
   (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p smtpd-linux) \
     || { log "building smtpd failed"; exit 1; }
   CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q --manifest-path "$HERE/loadgen/Cargo.toml" \
     || { log "building smtp-load failed"; exit 1; }
+  case " $SERVERS " in
+    *" ceiling "*)
+      log "cargo build --release (ceiling-sink from $CEILING_SRC)"
+      CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q --manifest-path "$CEILING_SRC/Cargo.toml" \
+        --bin ceiling-sink || log "building ceiling-sink failed: that server is skipped" ;;
+  esac
 fi
 [ -x "$SMTPD_BIN" ] || { echo "missing $SMTPD_BIN" >&2; exit 1; }
 [ -x "$LOAD_BIN" ] || { echo "missing $LOAD_BIN" >&2; exit 1; }
@@ -187,6 +196,8 @@ server_cmd() {
     ours-1t)    CMD=("$SMTPD_BIN" -c Sink --threads 1 $OURS_ARGS "$HOST:$port") ;;
     smtp-sink)  local u=(); [ "$(id -u)" = 0 ] && u=(-u nobody)
                 CMD=("$(command -v smtp-sink)" "${u[@]}" -m 5000 "$HOST:$port" 4096) ;;
+    ceiling)    [ -x "$CEILING_BIN" ] || return 1
+                CMD=("$CEILING_BIN" "$HOST:$port") ;;
     aiosmtpd)   "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 || return 1
                 CMD=("$VENV/bin/python" -m aiosmtpd -n -l "$HOST:$port" -c aiosmtpd.handlers.Sink) ;;
     *) return 1 ;;
