@@ -107,12 +107,12 @@ fn parse_v1(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
     )))
 }
 
-/// A version 1 address of the line's family: `TCP4`, dotted IPv4; `TCP6`, IPv6 in hex
-/// groups (no embedded IPv4).
+/// A version 1 address of the line's family: `TCP4`, dotted IPv4; `TCP6`, IPv6. The
+/// specification writes IPv6 in hex groups only, but HAProxy sends the IPv4 clients of a
+/// dual-stack frontend in the mixed form (`::ffff:192.0.2.7`), which is taken too.
 fn v1_address(text: &str, v4: bool) -> Result<IpAddr, ProxyHeaderError> {
     match v4 {
         true => text.parse::<Ipv4Addr>().map(IpAddr::V4).ok(),
-        false if text.contains('.') => None,
         false => text.parse::<Ipv6Addr>().map(IpAddr::V6).ok(),
     }
     .ok_or(ProxyHeaderError::Malformed)
@@ -213,6 +213,12 @@ mod tests {
             parse(b"PROXY TCP4 0.0.0.0 192.0.2.1 0 25\r\n").map(|h| h.map(|(h, _)| h)),
             Ok(Some(client("0.0.0.0:0")))
         );
+        // What HAProxy sends for an IPv4 client of a `v4v6` frontend.
+        let mixed = b"PROXY TCP6 ::ffff:10.9.0.2 ::ffff:10.9.0.1 40000 25\r\n";
+        assert_eq!(
+            parse(mixed),
+            Ok(Some((client("[::ffff:10.9.0.2]:40000"), mixed.len())))
+        );
         for unknown in [
             &b"PROXY UNKNOWN\r\n"[..],
             b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n",
@@ -253,7 +259,6 @@ mod tests {
             b"PROXY UNKNOWNX\r\n",
             b"PROXY TCP4 203.0.113.7 192.0.2.1 01 25\r\n",
             b"PROXY TCP4 203.0.113.7 192.0.2.1 1 00025\r\n",
-            b"PROXY TCP6 ::ffff:1.2.3.4 2001:db8::1 1 25\r\n",
             // A CR or LF other than the final CRLF, seen at once.
             b"PROXY TCP4 203.0.113.7\n",
             b"PROXY UNKNOWN\n",

@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, python, Server};
 
-/// A running HAProxy (in the foreground, killed on drop) with two frontends for one
-/// server: one sends it the version 1 header, the other version 2.
+/// A running HAProxy (in the foreground, killed on drop) with three frontends for one
+/// server: one sends it the version 1 header, one version 2, and one, dual-stack, version 1
+/// with IPv4 clients in the mixed IPv6 form (`PROXY TCP6 ::ffff:127.0.0.2 ...`).
 struct HaProxy {
     child: Child,
     v1: u16,
     v2: u16,
+    dual: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -33,15 +35,19 @@ impl HaProxy {
             })
             .unwrap_or_else(|| PathBuf::from("haproxy"));
         let dir = tempfile::tempdir().unwrap();
-        let (v1, v2) = (free_port(), free_port());
+        let (v1, v2, dual) = (free_port(), free_port(), free_port());
         let config = dir.path().join("haproxy.cfg");
         let mut text = String::from(
             "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  \
              timeout server 30s\n",
         );
-        for (port, send) in [(v1, "send-proxy"), (v2, "send-proxy-v2")] {
+        for (port, bind, send) in [
+            (v1, format!("127.0.0.1:{v1}"), "send-proxy"),
+            (v2, format!("127.0.0.1:{v2}"), "send-proxy-v2"),
+            (dual, format!(":::{dual} v4v6"), "send-proxy"),
+        ] {
             text += &format!(
-                "listen smtp{port}\n  bind 127.0.0.1:{port}\n  server smtpd {} {send}\n",
+                "listen smtp{port}\n  bind {bind}\n  server smtpd {} {send}\n",
                 server.addr
             );
         }
@@ -54,7 +60,7 @@ impl HaProxy {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("HAProxy ({command:?}) must be installed: {e}"));
-        for port in [v1, v2] {
+        for port in [v1, v2, dual] {
             assert!(
                 common::wait_until_accepts(
                     format!("127.0.0.1:{port}").parse().unwrap(),
@@ -67,6 +73,7 @@ impl HaProxy {
             child,
             v1,
             v2,
+            dual,
             _dir: dir,
         }
     }
@@ -107,15 +114,15 @@ fn clients_behind_haproxy_are_seen_as_themselves() {
         ],
     );
     let haproxy = HaProxy::start(&relay);
-    for port in [haproxy.v1, haproxy.v2] {
+    for port in [haproxy.v1, haproxy.v2, haproxy.dual] {
         assert_eq!(send_from("127.0.0.2", port, "x@y.example"), "{}\n");
         assert_eq!(
             send_from("127.0.0.3", port, "x@y.example"),
             "{'x@y.example': (550, b'5.7.1 Error: relaying denied')}\n"
         );
     }
-    let messages = upstream.wait_delivered(2, Duration::from_secs(5));
-    assert_eq!(messages.len(), 2);
+    let messages = upstream.wait_delivered(3, Duration::from_secs(5));
+    assert_eq!(messages.len(), 3);
     for message in &messages {
         let content = String::from_utf8_lossy(&message.content);
         assert!(
@@ -134,7 +141,7 @@ fn clients_behind_haproxy_are_seen_as_themselves() {
                 })
                 .count()
         };
-        proxied("127.0.0.2") == 2 && proxied("127.0.0.3") == 2
+        proxied("127.0.0.2") == 3 && proxied("127.0.0.3") == 3
     }));
 }
 
