@@ -21,9 +21,14 @@ use crate::server::Options;
 #[command(name = "smtpd", version, args_override_self = true)]
 pub struct Args {
     /// Keep the user id. Without it, a server started as root switches to `nobody` once it
-    /// listens, as Python's smtpd did (a Maildir server: to the maildir's owner).
-    #[arg(short = 'n', long)]
+    /// listens, as Python's smtpd did (or to --user; a Maildir server to the maildir's owner,
+    /// and a maildir of root's keeps root, with a warning).
+    #[arg(short = 'n', long, conflicts_with = "user")]
     pub nosetuid: bool,
+    /// The user a server started as root becomes once it listens [default: nobody; with
+    /// --maildir, the maildir's owner].
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// Handler class: DebuggingServer, PureProxy (relays to remotehost:port), MailmanProxy
     /// (Mailman 3's lists over LMTP, see --lmtp; the rest relayed), Sink or Maildir (with
     /// --maildir) [default: DebuggingServer, or Maildir with --maildir].
@@ -77,13 +82,14 @@ pub struct Args {
     /// io_uring runtimes, one listener each [default: available cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Connections beyond this get `421 4.3.2 Too many connections`.
+    /// Connections beyond this get `421 4.3.2 Too many connections` (lowered at start to
+    /// what the descriptor limit, `ulimit -n`, holds).
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>())]
     pub max_connections: usize,
     /// Connections one client may have open at once (an IPv4 address, an IPv6 /64; behind
-    /// --proxy-protocol, the client the proxy names); more get `421 4.7.0`. Loopback clients
-    /// are not counted.
-    #[arg(long, default_value_t = 50, value_parser = at_least_one::<usize>())]
+    /// --proxy-protocol, the client the proxy names); more get `421 4.7.0`. This host's own
+    /// clients (loopback, its own addresses) are not counted; 0 counts no one.
+    #[arg(long, default_value_t = 50)]
     pub max_connections_per_client: usize,
     /// Recipients per message. 100 always fit, however long their addresses; beyond that,
     /// as many as the 28 KiB envelope holds (the rest get `452`, to be retried).

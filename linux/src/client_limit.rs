@@ -3,14 +3,16 @@
 //! `smtpd_client_connection_count_limit`).
 //!
 //! A client is its IPv4 address, or its IPv6 /64 (what one site is usually given, so that
-//! its other addresses count as the same client). Loopback clients are not counted: the
-//! machine's own programs are trusted, as Postfix trusts `$mynetworks`.
+//! its other addresses count as the same client). This host's own programs are not counted
+//! (loopback, or the connection's own local address), as Postfix's default spares its own
+//! host (`$mynetworks`); nor is a client whose proxy does not name it. A limit of 0 counts
+//! no one.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Open connections of the counted clients, and the most each may have.
+/// Open connections of the counted clients, and the most each may have (0: no limit).
 pub(crate) struct ClientLimit {
     limit: usize,
     open: Mutex<HashMap<Client, usize>>,
@@ -44,17 +46,23 @@ impl ClientLimit {
     }
 
     /// A place for one more connection from `ip`, held until dropped; `None` when its client
-    /// has `limit` connections open already.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
-        let Some(client) = Client::of(ip) else {
+    /// has `limit` connections open already. `local`: the connection's own address, asked
+    /// only of a client that would be counted.
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        local: impl FnOnce() -> Option<IpAddr>,
+    ) -> Option<Admitted> {
+        let client = Client::of(ip).filter(|_| self.limit > 0);
+        let Some(client) = client.filter(|_| local() != Some(ip)) else {
             return Some(Admitted(None));
         };
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.limit {
+        let count = open.get(&client).copied().unwrap_or(0);
+        if count >= self.limit {
             return None;
         }
-        *count += 1;
+        open.insert(client, count + 1);
         Some(Admitted(Some((self.clone(), client))))
     }
 }
@@ -95,24 +103,39 @@ mod tests {
     #[test]
     fn a_client_gets_its_limit_and_a_place_again_when_one_closes() {
         let limit = ClientLimit::new(2);
-        let first = limit.admit(ip("192.0.2.1")).unwrap();
-        let _second = limit.admit(ip("192.0.2.1")).unwrap();
-        assert!(limit.admit(ip("192.0.2.1")).is_none());
+        let first = limit.admit(ip("192.0.2.1"), || None).unwrap();
+        let _second = limit.admit(ip("192.0.2.1"), || None).unwrap();
+        assert!(limit.admit(ip("192.0.2.1"), || None).is_none());
         // Another client is counted on its own.
-        let _other = limit.admit(ip("192.0.2.2")).unwrap();
+        let _other = limit.admit(ip("192.0.2.2"), || None).unwrap();
         drop(first);
-        let _third = limit.admit(ip("192.0.2.1")).unwrap();
-        assert!(limit.admit(ip("192.0.2.1")).is_none());
+        let _third = limit.admit(ip("192.0.2.1"), || None).unwrap();
+        assert!(limit.admit(ip("192.0.2.1"), || None).is_none());
     }
 
     #[test]
     fn an_ipv6_client_is_its_64_and_a_mapped_address_its_ipv4_one() {
         let limit = ClientLimit::new(1);
-        let _held = limit.admit(ip("2001:db8:1:2::1")).unwrap();
-        assert!(limit.admit(ip("2001:db8:1:2:ffff::9")).is_none());
-        assert!(limit.admit(ip("2001:db8:1:3::1")).is_some());
-        let _v4 = limit.admit(ip("198.51.100.7")).unwrap();
-        assert!(limit.admit(ip("::ffff:198.51.100.7")).is_none());
+        let _held = limit.admit(ip("2001:db8:1:2::1"), || None).unwrap();
+        assert!(limit.admit(ip("2001:db8:1:2:ffff::9"), || None).is_none());
+        assert!(limit.admit(ip("2001:db8:1:3::1"), || None).is_some());
+        let _v4 = limit.admit(ip("198.51.100.7"), || None).unwrap();
+        assert!(limit.admit(ip("::ffff:198.51.100.7"), || None).is_none());
+    }
+
+    #[test]
+    fn this_hosts_own_address_and_a_limit_of_0_count_no_one() {
+        let limit = ClientLimit::new(1);
+        let own = || Some(ip("192.0.2.1"));
+        let _held: Vec<_> = (0..3)
+            .map(|_| limit.admit(ip("192.0.2.1"), own).unwrap())
+            .collect();
+        assert!(limit.open.lock().unwrap().is_empty());
+        let unlimited = ClientLimit::new(0);
+        let _held: Vec<_> = (0..3)
+            .map(|_| unlimited.admit(ip("192.0.2.9"), || None).unwrap())
+            .collect();
+        assert!(unlimited.open.lock().unwrap().is_empty());
     }
 
     #[test]
@@ -126,11 +149,11 @@ mod tests {
             "::ffff:127.0.0.1",
         ]
         .into_iter()
-        .map(|text| limit.admit(ip(text)).unwrap())
+        .map(|text| limit.admit(ip(text), || None).unwrap())
         .collect();
         assert!(limit.open.lock().unwrap().is_empty());
         drop(held);
-        drop(limit.admit(ip("192.0.2.1")).unwrap());
+        drop(limit.admit(ip("192.0.2.1"), || None).unwrap());
         assert!(limit.open.lock().unwrap().is_empty());
     }
 }

@@ -158,7 +158,15 @@ pub(crate) async fn serve<H: Handler>(
     };
     // The client's place among its connections, held to the end; none left: refused.
     let admitted = match &opened {
-        Ok((Some(client), _)) => shared.clients.admit(client.ip()),
+        Ok((Some(client), _)) => {
+            let own = || {
+                stream
+                    .local_addr()
+                    .ok()
+                    .map(|local| local.ip().to_canonical())
+            };
+            shared.clients.admit(client.ip().to_canonical(), own)
+        }
         _ => Some(Admitted::uncounted()),
     };
     let served = match opened {

@@ -29,7 +29,8 @@
 //! connection (target `smtpd_linux::server`: `peer`, `proxy` when a trusted proxy named
 //! the peer ([`Options::proxy_protocol`]), `messages`, `ms`, and `outcome`:
 //! `Closed(Quit)`, `Closed(TooManyErrors)`, `Closed(Unavailable)`, `TimedOut`,
-//! `Disconnected`, `Shutdown`, `NoProxyHeader(..)` or `TooManyFromClient`) and one
+//! `Disconnected`, `Shutdown`, `NoProxyHeader(..)`, `TooManyFromClient` or
+//! `TooManyConnections`) and one
 //! `message` event per transaction that reached DATA or BDAT (target
 //! `smtpd_linux::logging`: `peer`, `from`, `to`, `size`, `outcome`: the final reply's code
 //! or why the message was abandoned, `ms`).

@@ -1,6 +1,6 @@
 //! `smtpd`: the server binary. See `smtpd --help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -72,61 +72,59 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let data_timeout = config.timeouts.data_block;
     let mut options = args.options()?;
-    fit_descriptors(&mut options, &class);
+    fit_descriptors(&mut options, &class)?;
     let builder = Server::builder(config).options(options);
-    // Started as root, the server leaves root once it listens (see `leave_root`).
-    let nobody = || leave_root(args, || User::named("nobody"));
-    let switch = |user: Option<User>| move || user.as_ref().map_or(Ok(()), run_as);
+    let maildir = match &class {
+        Class::Maildir(dir) => Some(dir.clone()),
+        _ => None,
+    };
+    // Started as root, the server leaves root once its threads are set up. A maildir is
+    // made (or checked) by the user who writes into it.
+    let user = leave_root(args, maildir.as_deref())?;
+    if let (Some(dir), None) = (&maildir, &user) {
+        create_maildir(dir).map_err(|e| e.to_string())?;
+    }
+    let ready = move || {
+        if let Some(user) = &user {
+            run_as(user)?;
+            if let Some(dir) = &maildir {
+                create_maildir(dir)?;
+            }
+        }
+        Ok(())
+    };
     match class {
         Class::DebuggingServer => {
             let printer = DebuggingServer {
                 envelope: args.debug,
                 patience: data_timeout,
             };
-            let server = builder.build(move |_| Buffered::new(printer));
-            serve(server, switch(nobody()?))
+            serve(builder.build(move |_| Buffered::new(printer)), ready)
         }
-        Class::Sink => serve(builder.build(|_| Sink), switch(nobody()?)),
+        Class::Sink => serve(builder.build(|_| Sink), ready),
         Class::MailmanProxy => {
             log_relay_access(&access);
             let server = builder.build(move |peer: std::net::SocketAddr| {
                 MailmanProxy::new(upstream.clone(), access.clone(), lists.clone(), peer.ip())
             });
-            serve(server, switch(nobody()?))
+            serve(server, ready)
         }
         Class::PureProxy => {
             log_relay_access(&access);
             let server = builder.build(move |peer: std::net::SocketAddr| {
                 PureProxy::new(upstream.clone(), access.clone(), peer.ip())
             });
-            serve(server, switch(nobody()?))
+            serve(server, ready)
         }
         Class::Maildir(dir) => {
-            // Messages are written as the maildir's owner (one this server creates is root's).
-            let owner = match dir.exists() {
-                true => leave_root(args, || User::owner_of(&dir))?,
-                false => None,
-            };
-            if owner.is_none() {
-                create_maildir(&dir).map_err(|e| e.to_string())?;
-            }
-            let server = builder.build({
-                let dir: Arc<PathBuf> = Arc::new(dir.clone());
-                move |_| Maildir::new(dir.clone())
-            });
-            serve(server, move || match &owner {
-                Some(owner) => {
-                    run_as(owner)?;
-                    create_maildir(&dir)
-                }
-                None => Ok(()),
-            })
+            let dir: Arc<PathBuf> = Arc::new(dir);
+            serve(builder.build(move |_| Maildir::new(dir.clone())), ready)
         }
     }
 }
 
 /// Creates the maildir's directories where missing, and checks that they can be written.
-fn create_maildir(dir: &std::path::Path) -> std::io::Result<()> {
+fn create_maildir(dir: &Path) -> std::io::Result<()> {
     Maildir::create_dirs(dir).map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -137,41 +135,75 @@ fn create_maildir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Raises the descriptor limit, and lowers `--max-connections` to what it holds, so that a
 /// connection over it gets `421`, never a wait in the backlog for a descriptor.
-fn fit_descriptors(options: &mut Options, class: &Class) {
+fn fit_descriptors(options: &mut Options, class: &Class) -> Result<(), String> {
     // Beside its socket: a relay's upstream connections, a message file and its directory.
     let per_connection = match class {
         Class::Sink | Class::DebuggingServer => 1,
         Class::Maildir(_) => 2,
         Class::PureProxy | Class::MailmanProxy => 3,
     };
-    match process::raise_descriptor_limit() {
-        Ok(limit) => {
-            let room = process::connections_within(limit, per_connection, options.threads);
-            if room < options.max_connections {
-                let max_connections = room.max(1);
-                tracing::warn!(
-                    "{limit} descriptors (`ulimit -n`) hold {max_connections} connections: \
-                     --max-connections lowered from {}",
-                    options.max_connections
-                );
-                options.max_connections = max_connections;
-            }
+    let (limit, not_raised) = match process::raise_descriptor_limit() {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the descriptor limit");
+            return Ok(());
         }
-        Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
+    };
+    if let Some(error) = not_raised {
+        tracing::warn!(%error, "cannot raise the descriptor limit to its hard limit");
     }
+    let room = process::connections_within(limit, per_connection, options.threads);
+    if room == 0 {
+        return Err(format!(
+            "{limit} descriptors (`ulimit -n`) leave no room for connections"
+        ));
+    }
+    if room < options.max_connections {
+        tracing::warn!(
+            "{limit} descriptors (`ulimit -n`) hold {room} connection{}: --max-connections \
+             lowered from {}",
+            if room == 1 { "" } else { "s" },
+            options.max_connections
+        );
+        options.max_connections = room;
+    }
+    Ok(())
 }
 
-/// The user a server started as root switches to once it listens: `user()` (as Python's
-/// smtpd switched to `nobody`), unless `-n` keeps root or `user()` is root itself.
-fn leave_root(
-    args: &Args,
-    user: impl FnOnce() -> std::io::Result<User>,
-) -> Result<Option<User>, String> {
+/// The user a server started as root becomes once it listens, as Python's smtpd became
+/// `nobody`: `--user`, else `nobody`, or for a maildir the maildir's owner. None with `-n`,
+/// when not started as root, and for a maildir of root's (with a warning).
+fn leave_root(args: &Args, maildir: Option<&Path>) -> Result<Option<User>, String> {
     if args.nosetuid || !process::is_root() {
         return Ok(None);
     }
-    let user = user().map_err(|e| format!("cannot leave root ({e}); try running with -n"))?;
-    Ok((!user.is_root()).then_some(user))
+    let cannot = |e: std::io::Error| format!("cannot leave root ({e}); try running with -n");
+    if let Some(name) = &args.user {
+        return User::named(name).map(Some).map_err(cannot);
+    }
+    let Some(dir) = maildir else {
+        return User::named("nobody").map(Some).map_err(cannot);
+    };
+    if dir.exists() {
+        let owner = User::owner_of(dir).map_err(cannot)?;
+        if !owner.is_root() {
+            return Ok(Some(owner));
+        }
+    }
+    let held = match process::held_by_another(dir) {
+        Ok(Some((place, uid))) => format!(
+            ", although {} on the way to it is uid {uid}'s, who can point root's writes \
+             elsewhere",
+            place.display()
+        ),
+        _ => String::new(),
+    };
+    tracing::warn!(
+        "maildir {} is root's: the server runs on as root{held} (give the maildir to a user \
+         of its own, or name one with --user; -n keeps root without this warning)",
+        dir.display()
+    );
+    Ok(None)
 }
 
 /// Switches to `user`, and says so.

@@ -5,7 +5,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Descriptors the server holds whatever its connections: standard streams, the log, the
 /// signal pipe, and per thread its listener, ring, timer and wake-up descriptors.
@@ -14,8 +14,9 @@ fn descriptors_kept(threads: usize) -> u64 {
 }
 
 /// Raises the soft limit on open descriptors to the hard limit, as a server that may hold
-/// thousands of connections needs (the usual soft limit is 1024). Returns the limit now.
-pub fn raise_descriptor_limit() -> io::Result<u64> {
+/// thousands of connections needs (the usual soft limit is 1024). Returns the soft limit in
+/// force, and why it could not be raised, if it could not.
+pub fn raise_descriptor_limit() -> io::Result<(u64, Option<io::Error>)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -24,18 +25,18 @@ pub fn raise_descriptor_limit() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: plain system call with a valid rlimit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit = raised;
+    if limit.rlim_cur >= limit.rlim_max {
+        return Ok((limit.rlim_cur, None));
     }
-    Ok(limit.rlim_cur)
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: plain system call with a valid rlimit.
+    match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } {
+        0 => Ok((raised.rlim_cur, None)),
+        _ => Ok((limit.rlim_cur, Some(io::Error::last_os_error()))),
+    }
 }
 
 /// How many connections `limit` descriptors hold, at `per_connection` each (a relay's
@@ -50,6 +51,7 @@ pub fn connections_within(limit: u64, per_connection: u64, threads: usize) -> us
 pub struct User {
     pub name: String,
     pub uid: u32,
+    /// Its primary group.
     pub gid: u32,
 }
 
@@ -57,59 +59,39 @@ impl User {
     /// The user called `name` in the password database.
     pub fn named(name: &str) -> io::Result<User> {
         let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: zeroed passwd is a valid value for getpwnam_r to fill in.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut strings = vec![0 as libc::c_char; 4096];
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; `strings` outlives its use.
-        let status = unsafe {
-            libc::getpwnam_r(
-                c_name.as_ptr(),
-                &mut entry,
-                strings.as_mut_ptr(),
-                strings.len(),
-                &mut found,
-            )
-        };
-        match (status, found.is_null()) {
-            (0, false) => Ok(User {
-                name: name.to_owned(),
-                uid: entry.pw_uid,
-                gid: entry.pw_gid,
-            }),
-            (0, true) => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no user {name:?}"),
-            )),
-            (error, _) => Err(io::Error::from_raw_os_error(error)),
-        }
+        let found = password_entry(|entry, strings, found| {
+            // SAFETY: every pointer is valid for the call (see `password_entry`).
+            unsafe {
+                libc::getpwnam_r(
+                    c_name.as_ptr(),
+                    entry,
+                    strings.as_mut_ptr(),
+                    strings.len(),
+                    found,
+                )
+            }
+        })?;
+        found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user {name:?}")))
     }
 
-    /// The owner of `path` (its user and group), by name where the user has one.
-    pub fn owner_of(path: &Path) -> io::Result<User> {
-        let metadata = std::fs::metadata(path)?;
-        // SAFETY: getpwuid_r as above, for the name only.
-        let name = unsafe {
-            let mut entry: libc::passwd = std::mem::zeroed();
-            let mut strings = vec![0 as libc::c_char; 4096];
-            let mut found: *mut libc::passwd = std::ptr::null_mut();
-            let status = libc::getpwuid_r(
-                metadata.uid(),
-                &mut entry,
-                strings.as_mut_ptr(),
-                strings.len(),
-                &mut found,
-            );
-            match status == 0 && !found.is_null() {
-                true => CStr::from_ptr(entry.pw_name).to_string_lossy().into_owned(),
-                false => metadata.uid().to_string(),
-            }
-        };
-        Ok(User {
-            name,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
+    /// The user with id `uid`, with its name and primary group from the password database.
+    pub fn with_id(uid: u32) -> io::Result<User> {
+        let found = password_entry(|entry, strings, found| {
+            // SAFETY: every pointer is valid for the call (see `password_entry`).
+            unsafe { libc::getpwuid_r(uid, entry, strings.as_mut_ptr(), strings.len(), found) }
+        })?;
+        found.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("uid {uid} has no user name or group"),
+            )
         })
+    }
+
+    /// The owner of the directory `path` (a symbolic link's target), with its own primary
+    /// group, never the directory's.
+    pub fn owner_of(path: &Path) -> io::Result<User> {
+        User::with_id(std::fs::metadata(path)?.uid())
     }
 
     pub fn is_root(&self) -> bool {
@@ -117,14 +99,58 @@ impl User {
     }
 }
 
-/// Whether the process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: plain system call.
-    unsafe { libc::geteuid() == 0 }
+/// Runs a `get*_r` password lookup: `lookup(entry, strings, found)` returns its status.
+fn password_entry(
+    lookup: impl FnOnce(&mut libc::passwd, &mut [libc::c_char], &mut *mut libc::passwd) -> libc::c_int,
+) -> io::Result<Option<User>> {
+    // SAFETY: a zeroed passwd is a valid value for the lookup to fill in.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut strings = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    match lookup(&mut entry, &mut strings, &mut found) {
+        0 if found.is_null() => Ok(None),
+        // SAFETY: on success `entry.pw_name` points into `strings`, a C string.
+        0 => Ok(Some(User {
+            name: unsafe { CStr::from_ptr(entry.pw_name) }
+                .to_string_lossy()
+                .into_owned(),
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+        })),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
 }
 
-/// Leaves root for `user` (not root), for good: no supplementary groups, then its group,
-/// then its user (real, effective and saved ids), for every thread of the process.
+/// Whether the process is root, or can become root again: its real, effective or saved user
+/// id is 0.
+pub fn is_root() -> bool {
+    let (mut real, mut effective, mut saved) = (0, 0, 0);
+    // SAFETY: three valid places for the ids.
+    let status = unsafe { libc::getresuid(&mut real, &mut effective, &mut saved) };
+    status != 0 || real == 0 || effective == 0 || saved == 0
+}
+
+/// The first directory or symbolic link on the way to `path` (as written, `path` included)
+/// that a user other than root owns, and that user's id: whoever owns one can put something
+/// else in the place of what lies below it.
+pub fn held_by_another(path: &Path) -> io::Result<Option<(PathBuf, u32)>> {
+    let path = std::env::current_dir()?.join(path);
+    let mut prefix = PathBuf::new();
+    for part in path.components() {
+        prefix.push(part);
+        match std::fs::symlink_metadata(&prefix) {
+            Ok(metadata) if metadata.uid() != 0 => return Ok(Some((prefix, metadata.uid()))),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => break,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(None)
+}
+
+/// Leaves root for `user` (neither root nor of root's group), for good: no supplementary
+/// groups, then its group, then its user (real, effective and saved ids), for every thread
+/// of the process.
 ///
 /// Rings set up before, as root, keep root's unlimited locked memory for the connections'
 /// receive buffers (`Server::run_after`).
@@ -133,14 +159,24 @@ pub fn switch_to(user: &User) -> io::Result<()> {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
     };
+    if user.uid == 0 || user.gid == 0 {
+        return Err(io::Error::other(format!(
+            "{} is root or of root's group",
+            user.name
+        )));
+    }
+    let unchanged = libc::uid_t::MAX;
     // SAFETY: plain system calls with valid arguments; glibc applies the id changes to every
     // thread.
     unsafe {
+        // Root in full first (a saved or real id of 0 may give the effective one back), so
+        // that the groups can be dropped.
+        libc::setresuid(unchanged, 0, unchanged);
         check(libc::setgroups(0, std::ptr::null()))?;
         check(libc::setresgid(user.gid, user.gid, user.gid))?;
         check(libc::setresuid(user.uid, user.uid, user.uid))?;
         // Root must be gone for good.
-        if libc::setuid(0) == 0 {
+        if libc::setuid(0) == 0 || libc::setgid(0) == 0 {
             return Err(io::Error::other("root privileges could be regained"));
         }
     }
@@ -161,18 +197,45 @@ mod tests {
     }
 
     #[test]
-    fn users_are_found_by_name_and_as_owners() {
+    fn users_are_found_by_name_and_id_and_owners_bring_their_own_group() {
         let root = User::named("root").unwrap();
         assert!(root.is_root());
-        assert_eq!(root.gid, 0);
+        assert_eq!((root.gid, root.name.as_str()), (0, "root"));
+        assert_eq!(User::with_id(0).unwrap(), root);
         assert_eq!(
             User::named("no-such-user-here").unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+        assert_eq!(
+            User::with_id(4_000_000_000).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         let dir = tempfile::tempdir().unwrap();
-        let owner = User::owner_of(dir.path()).unwrap();
-        // SAFETY: plain system calls.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        assert_eq!((owner.uid, owner.gid), (uid, gid));
+        // SAFETY: plain system call.
+        let uid = unsafe { libc::geteuid() };
+        assert_eq!(
+            User::owner_of(dir.path()).unwrap(),
+            User::with_id(uid).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_path_under_another_users_directory_is_held_by_that_user() {
+        // SAFETY: plain system call.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("a/b");
+        std::fs::create_dir_all(&inner).unwrap();
+        assert_eq!(held_by_another(&inner.join("c")).unwrap(), None);
+        std::os::unix::fs::lchown(dir.path().join("a"), Some(65534), None).unwrap();
+        let held = Some((dir.path().join("a"), 65534));
+        assert_eq!(held_by_another(&inner.join("c")).unwrap(), held);
+        // A symbolic link is its owner's, whatever it points to.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        assert_eq!(held_by_another(&link).unwrap(), Some((link, 65534)));
     }
 }

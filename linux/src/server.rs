@@ -58,8 +58,9 @@ pub struct Options {
     /// Runtimes (threads); each accepts on its own listener.
     pub threads: usize,
     pub max_connections: usize,
-    /// Connections one client (an IPv4 address, an IPv6 /64; loopback is not counted) may
-    /// have open at once; more get `421 4.7.0`. Behind a trusted proxy, the client it names.
+    /// Connections one client (an IPv4 address, an IPv6 /64) may have open at once; more get
+    /// `421 4.7.0`. Behind a trusted proxy, the client it names. This host's own clients
+    /// (loopback, the connection's own address) are not counted; 0 counts no one.
     pub max_connections_per_client: usize,
     /// How long sessions may go on after a shutdown request.
     pub shutdown_grace: Duration,
@@ -279,8 +280,11 @@ impl<F: HandlerFactory> Server<F> {
             })
             .collect::<io::Result<_>>()
             .inspect_err(|_| start.release(false))?;
-        start.wait_for_threads();
-        let ready = ready();
+        // No thread set up: their errors say why, and nothing is ready.
+        let ready = match start.wait_for_threads() {
+            true => ready(),
+            false => Ok(()),
+        };
         start.release(ready.is_ok());
         // A thread that could not serve was logged, and the others took its connections:
         // the server failed only if none served.
@@ -303,44 +307,96 @@ impl<F: HandlerFactory> Server<F> {
 /// The start of the serving threads: each sets its runtime up, then waits until the
 /// server's owner lets them all serve (or not).
 struct Start {
-    /// Threads still setting up, and the owner's word once given.
-    state: Mutex<(usize, Option<bool>)>,
+    state: Mutex<StartState>,
     changed: Condvar,
+}
+
+struct StartState {
+    /// Threads still setting up.
+    pending: usize,
+    /// Threads whose runtime is set up.
+    ready: usize,
+    /// The owner's word, once given: serve or not.
+    serve: Option<bool>,
 }
 
 impl Start {
     fn new(threads: usize) -> Self {
         Start {
-            state: Mutex::new((threads, None)),
+            state: Mutex::new(StartState {
+                pending: threads,
+                ready: 0,
+                serve: None,
+            }),
             changed: Condvar::new(),
         }
     }
 
-    /// A thread is set up (or failed to be); waits for the word: whether to serve.
-    fn set_up(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 -= 1;
-        self.changed.notify_all();
-        loop {
-            if let Some(serve) = state.1 {
-                return serve;
-            }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+    fn state(&self) -> std::sync::MutexGuard<'_, StartState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A thread's part in the start, told as not set up if it ends (a panic) first.
+    fn join(&self) -> Joining<'_> {
+        Joining {
+            start: self,
+            told: false,
         }
     }
 
-    /// Waits until every thread is set up.
-    fn wait_for_threads(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.0 > 0 {
+    fn tell(&self, ready: bool) {
+        let mut state = self.state();
+        state.pending -= 1;
+        state.ready += usize::from(ready);
+        self.changed.notify_all();
+    }
+
+    /// Waits until every thread is set up or has failed to be; whether any is.
+    fn wait_for_threads(&self) -> bool {
+        let mut state = self.state();
+        while state.pending > 0 {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+        state.ready > 0
     }
 
     fn release(&self, serve: bool) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.1 = Some(serve);
+        self.state().serve = Some(serve);
         self.changed.notify_all();
+    }
+}
+
+/// A serving thread's part in the [`Start`].
+struct Joining<'a> {
+    start: &'a Start,
+    told: bool,
+}
+
+impl Joining<'_> {
+    /// Tells whether this thread's runtime is set up, and waits for the word: whether to
+    /// serve.
+    fn set_up(mut self, ready: bool) -> bool {
+        self.told = true;
+        self.start.tell(ready);
+        let mut state = self.start.state();
+        loop {
+            if let Some(serve) = state.serve {
+                return serve;
+            }
+            state = self
+                .start
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        if !self.told {
+            self.start.tell(false);
+        }
     }
 }
 
@@ -359,19 +415,29 @@ impl<F: HandlerFactory> Worker<F> {
     /// Sets this thread's io_uring runtime up, waits for the word to `start`, and serves
     /// `listener`'s connections until shut down.
     fn serve(self, listener: std::net::TcpListener, start: &Start) -> io::Result<()> {
+        let joining = start.join();
         let runtime = runtime();
-        if !start.set_up() {
-            return Ok(());
-        }
+        let serve = joining.set_up(runtime.is_ok());
         let runtime = runtime.map_err(|error| {
+            let why = match error.raw_os_error() {
+                Some(libc::ENOMEM) => {
+                    "; is the locked memory limit, `ulimit -l`, too low for \
+                                       this many threads?"
+                }
+                Some(libc::EPERM) => {
+                    "; io_uring is not permitted here (sysctl \
+                                      kernel.io_uring_disabled, or a seccomp filter)"
+                }
+                _ => "",
+            };
             io::Error::new(
                 error.kind(),
-                format!(
-                    "cannot set up io_uring ({error}; is the locked memory limit, `ulimit -l`, \
-                     too low for this many threads?)"
-                ),
+                format!("cannot set up io_uring ({error}{why})"),
             )
         })?;
+        if !serve {
+            return Ok(());
+        }
         // The runtime polls the future it blocks on at every wake-up; a task is polled only
         // when woken.
         let worker = runtime.spawn(self.run(listener));
@@ -494,7 +560,13 @@ impl<F: HandlerFactory> Worker<F> {
             // the memory there is none of, and the proxy passes the 421 on to its client.
             compio::runtime::spawn(async move {
                 refuse(stream, config).await;
-                tracing::info!(%peer, outcome = "refused", "session: too many connections");
+                tracing::info!(
+                    %peer,
+                    messages = 0,
+                    outcome = "TooManyConnections",
+                    ms = 0,
+                    "session"
+                );
                 drop(slot);
             })
             .detach();

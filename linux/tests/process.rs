@@ -154,12 +154,13 @@ fn a_maildir_server_writes_as_the_maildirs_owner() {
         eprintln!("skipped: needs root");
         return;
     }
-    // A maildir of nobody's: the server becomes nobody, creates what is missing as nobody,
-    // and the message file is nobody's.
+    // A maildir of nobody's: the server becomes nobody (with nobody's own group, not the
+    // directory's), creates what is missing as nobody, and the message file is nobody's.
     let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(0)).unwrap();
     let server = Started::new("true", &format!("--maildir {}", dir.path().display()));
     assert_eq!(server.ids().0, [NOBODY; 4]);
+    assert_eq!(server.ids().1, [NOBODY; 4]);
     server.send_message();
     for sub in ["tmp", "new", "cur"] {
         assert_eq!(
@@ -172,15 +173,94 @@ fn a_maildir_server_writes_as_the_maildirs_owner() {
     assert_eq!(delivered.metadata().unwrap().uid(), NOBODY);
     drop(server);
 
-    // Root's maildir (one it creates too): the server stays root, and delivers.
+    // Root's maildir (one it creates too): the server stays root, says so, and delivers.
     let dir = tempfile::tempdir().unwrap();
     let inside = dir.path().join("created");
     let server = Started::new("true", &format!("--maildir {}", inside.display()));
     assert_eq!(server.ids().0, [0; 4]);
+    let log = server.stderr.text();
+    assert!(
+        log.contains("is root's: the server runs on as root ("),
+        "{log}"
+    );
     server.send_message();
     assert_eq!(
         wait_for_file(&inside.join("new")).metadata().unwrap().uid(),
         0
+    );
+    drop(server);
+
+    // Root's maildir in a directory of nobody's, who could swap it for a link: the warning
+    // names that directory.
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).unwrap();
+    let maildir = home.join("Maildir");
+    std::fs::create_dir(&maildir).unwrap();
+    let server = Started::new("true", &format!("--maildir {}", maildir.display()));
+    assert_eq!(server.ids().0, [0; 4]);
+    let log = server.stderr.text();
+    let warning = format!(
+        "although {} on the way to it is uid 65534's",
+        home.display()
+    );
+    assert!(log.contains(&warning), "{log}");
+
+    // --user names the user, for a maildir too; it must be able to write there.
+    let server = Started::new(
+        "true",
+        &format!("--user nobody --maildir {}", home.display()),
+    );
+    assert_eq!(server.ids().0, [NOBODY; 4]);
+    server.send_message();
+    assert_eq!(
+        wait_for_file(&home.join("new")).metadata().unwrap().uid(),
+        NOBODY
+    );
+}
+
+#[test]
+fn user_names_whom_to_become_and_contradicts_minus_n() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let server = Started::new("true", "--user daemon -c Sink");
+    // Debian's daemon: uid 1, group 1.
+    assert_eq!(server.ids().0, [1; 4]);
+    assert_eq!(server.ids().1, [1; 4]);
+    server.send_message();
+    for args in ["-n --user daemon", "--user no-such-user-here"] {
+        let mut server = Started::new("true", args);
+        let status = server.child.wait().unwrap();
+        assert_eq!(status.code(), Some(2), "{args}");
+        assert_eq!(server.stderr.text().lines().count(), 1, "{args}");
+    }
+}
+
+#[test]
+fn a_root_that_only_lent_its_effective_id_is_left_too() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    // Real and saved ids 0: root could come back, so the server leaves it in full.
+    let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let mut child = Command::new("setpriv")
+        .args(["--euid=65534", BIN, "-c", "Sink", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Captured::spawn(child.stderr.take().unwrap());
+    assert!(stderr.wait_for(Duration::from_secs(10), |log| log.contains("listening")));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        status.contains("Uid:\t65534\t65534\t65534\t65534"),
+        "{status}"
     );
 }
 
@@ -223,6 +303,16 @@ fn receive_rings_set_up_as_root_are_not_held_to_the_locked_memory_limit() {
     }
     let log = server.stderr.text();
     assert!(!log.contains("no receive buffer ring"), "{log}");
+}
+
+#[test]
+fn a_descriptor_limit_with_no_room_for_connections_is_refused_at_start() {
+    let mut server = Started::new("ulimit -n 60", "-n -c Sink --threads 1");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let log = server.stderr.text();
+    let error = "smtpd: error: 60 descriptors (`ulimit -n`) leave no room for connections";
+    assert!(log.contains(error), "{log}");
 }
 
 #[test]

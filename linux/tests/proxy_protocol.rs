@@ -307,4 +307,17 @@ fn each_client_gets_at_most_its_share_of_connections() {
     assert!(again.reply().starts_with("220 "));
     again.expect("EHLO client.example", "250");
     again.expect("QUIT", "221 ");
+    // 0: no limit.
+    let unlimited = Server::maildir(&[
+        "--proxy-protocol",
+        "127.0.0.1",
+        "--max-connections-per-client",
+        "0",
+    ]);
+    let mut held: Vec<_> = (0..3)
+        .map(|_| connect_as(&unlimited, "192.0.2.7"))
+        .collect();
+    for connection in &mut held {
+        assert!(connection.reply().starts_with("220 "));
+    }
 }
