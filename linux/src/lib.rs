@@ -9,7 +9,7 @@
 //!   I/O loop; `alarm`: what wakes a connection besides its socket (its deadline, one
 //!   tick per thread; the shutdown request); `arena`: envelope memory by the page;
 //!   `inbox`: a connection's own receive buffers, filled by one multishot receive;
-//!   `client_limit`: connections per client, across threads.
+//!   `client_limit`: connections per client, across threads; `start`: the threads' start.
 //! - [`message`]: the simple `process_message(peer, mailfrom, rcpttos, data)` API
 //!   ([`ProcessMessage`] + [`Buffered`]); streaming handlers implement
 //!   [`smtpd_core::Handler`] directly.
@@ -88,6 +88,7 @@ pub mod logging;
 pub mod message;
 pub mod process;
 pub mod server;
+mod start;
 
 pub use compio;
 pub use message::{Buffered, Message, OwnedReply, ProcessMessage};

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use crate::client_limit::ClientLimit;
 use crate::connection::{canonical, serve, Shared};
 use crate::inbox::InboxPool;
 use crate::logging::Logged;
+use crate::start::Start;
 
 /// Creates one handler per connection; shared by all threads.
 pub trait HandlerFactory: Send + Sync + 'static {
@@ -300,102 +301,6 @@ impl<F: HandlerFactory> Server<F> {
         match failure {
             Some(error) if !served => Err(error),
             _ => Ok(()),
-        }
-    }
-}
-
-/// The start of the serving threads: each sets its runtime up, then waits until the
-/// server's owner lets them all serve (or not).
-struct Start {
-    state: Mutex<StartState>,
-    changed: Condvar,
-}
-
-struct StartState {
-    /// Threads still setting up.
-    pending: usize,
-    /// Threads whose runtime is set up.
-    ready: usize,
-    /// The owner's word, once given: serve or not.
-    serve: Option<bool>,
-}
-
-impl Start {
-    fn new(threads: usize) -> Self {
-        Start {
-            state: Mutex::new(StartState {
-                pending: threads,
-                ready: 0,
-                serve: None,
-            }),
-            changed: Condvar::new(),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, StartState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A thread's part in the start, told as not set up if it ends (a panic) first.
-    fn join(&self) -> Joining<'_> {
-        Joining {
-            start: self,
-            told: false,
-        }
-    }
-
-    fn tell(&self, ready: bool) {
-        let mut state = self.state();
-        state.pending -= 1;
-        state.ready += usize::from(ready);
-        self.changed.notify_all();
-    }
-
-    /// Waits until every thread is set up or has failed to be; whether any is.
-    fn wait_for_threads(&self) -> bool {
-        let mut state = self.state();
-        while state.pending > 0 {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        state.ready > 0
-    }
-
-    fn release(&self, serve: bool) {
-        self.state().serve = Some(serve);
-        self.changed.notify_all();
-    }
-}
-
-/// A serving thread's part in the [`Start`].
-struct Joining<'a> {
-    start: &'a Start,
-    told: bool,
-}
-
-impl Joining<'_> {
-    /// Tells whether this thread's runtime is set up, and waits for the word: whether to
-    /// serve.
-    fn set_up(mut self, ready: bool) -> bool {
-        self.told = true;
-        self.start.tell(ready);
-        let mut state = self.start.state();
-        loop {
-            if let Some(serve) = state.serve {
-                return serve;
-            }
-            state = self
-                .start
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl Drop for Joining<'_> {
-    fn drop(&mut self) {
-        if !self.told {
-            self.start.tell(false);
         }
     }
 }
