@@ -91,11 +91,9 @@ impl Started {
         let mut client = Client::connect(self.addr);
         client.set_read_timeout(Duration::from_secs(5));
         assert!(client.reply().starts_with("220 "));
-        client.expect("HELO test", "250 ");
-        client.expect("MAIL FROM:<a@example.org>", "250 ");
-        client.expect("RCPT TO:<b@example.org>", "250 ");
-        client.expect("DATA", "354 ");
-        client.expect("Subject: who\r\n\r\nbody\r\n.", "250 ");
+        client.envelope("a@example.org", &["b@example.org"]);
+        let reply = client.data(b"Subject: who\r\n\r\nbody\r\n");
+        assert!(reply.starts_with("250 "), "{reply}");
         client.expect("QUIT", "221 ");
     }
 }
