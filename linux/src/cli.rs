@@ -21,7 +21,7 @@ use crate::server::Options;
 #[command(name = "smtpd", version, args_override_self = true)]
 pub struct Args {
     /// Keep the user id. Without it, a server started as root switches to `nobody` once it
-    /// listens, as Python's smtpd did (or to --user; a Maildir server to the maildir's owner,
+    /// has bound its port, before it serves, as Python's smtpd did (or to --user; a Maildir server to the maildir's owner,
     /// and a maildir of root's keeps root, with a warning).
     #[arg(short = 'n', long, conflicts_with = "user")]
     pub nosetuid: bool,
@@ -88,7 +88,8 @@ pub struct Args {
     pub max_connections: usize,
     /// Connections one client may have open at once (an IPv4 address, an IPv6 /64; behind
     /// --proxy-protocol, the client the proxy names); more get `421 4.7.0`. This host's own
-    /// clients (loopback, its own addresses) are not counted; 0 counts no one.
+    /// clients (loopback, or the connection's own local address) are not counted; 0 counts
+    /// no one.
     #[arg(long, default_value_t = 50)]
     pub max_connections_per_client: usize,
     /// Recipients per message. 100 always fit, however long their addresses; beyond that,

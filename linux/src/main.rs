@@ -174,10 +174,18 @@ fn fit_descriptors(options: &mut Options, class: &Class) -> Result<(), String> {
 /// `nobody`: `--user`, else `nobody`, or for a maildir the maildir's owner. None with `-n`,
 /// when not started as root, and for a maildir of root's (with a warning).
 fn leave_root(args: &Args, maildir: Option<&Path>) -> Result<Option<User>, String> {
-    if args.nosetuid || !process::is_root() {
+    if args.nosetuid {
         return Ok(None);
     }
-    let cannot = |e: std::io::Error| format!("cannot leave root ({e}); try running with -n");
+    if !process::is_root() {
+        if args.user.is_some() {
+            tracing::warn!("--user is for a server started as root: this one runs on as it is");
+        }
+        return Ok(None);
+    }
+    let cannot = |e: std::io::Error| {
+        format!("cannot leave root ({e}): name a user with --user, or keep root with -n")
+    };
     if let Some(name) = &args.user {
         return User::named(name).map(Some).map_err(cannot);
     }
@@ -190,10 +198,15 @@ fn leave_root(args: &Args, maildir: Option<&Path>) -> Result<Option<User>, Strin
             return Ok(Some(owner));
         }
     }
+    // Root only by its real or saved id: it becomes its effective user for good.
+    // SAFETY: plain system call.
+    let effective = unsafe { libc::geteuid() };
+    if effective != 0 {
+        return User::with_id(effective).map(Some).map_err(cannot);
+    }
     let held = match process::held_by_another(dir) {
-        Ok(Some((place, uid))) => format!(
-            ", although {} on the way to it is uid {uid}'s, who can point root's writes \
-             elsewhere",
+        Ok(Some((place, who))) => format!(
+            ", although {} on the way to it is {who}, who can point root's writes elsewhere",
             place.display()
         ),
         _ => String::new(),
@@ -212,7 +225,7 @@ fn run_as(user: &User) -> std::io::Result<()> {
         std::io::Error::new(
             e.kind(),
             format!(
-                "cannot switch to user {} ({e}); try running with -n",
+                "cannot switch to user {} ({e}): name another with --user, or keep root with -n",
                 user.name
             ),
         )

@@ -130,22 +130,52 @@ pub fn is_root() -> bool {
     status != 0 || real == 0 || effective == 0 || saved == 0
 }
 
-/// The first directory or symbolic link on the way to `path` (as written, `path` included)
-/// that a user other than root owns, and that user's id: whoever owns one can put something
-/// else in the place of what lies below it.
-pub fn held_by_another(path: &Path) -> io::Result<Option<(PathBuf, u32)>> {
-    let path = std::env::current_dir()?.join(path);
-    let mut prefix = PathBuf::new();
-    for part in path.components() {
-        prefix.push(part);
-        match std::fs::symlink_metadata(&prefix) {
-            Ok(metadata) if metadata.uid() != 0 => return Ok(Some((prefix, metadata.uid()))),
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => break,
-            Err(error) => return Err(error),
+/// The first directory or symbolic link on the way to `path` (as written, and as its links
+/// lead, `path` included) that someone other than root could change, and who: its owner, if
+/// not root, or anyone, for a directory anyone may write without the sticky bit. Whoever can
+/// change one can put something else in the place of what lies below it.
+pub fn held_by_another(path: &Path) -> io::Result<Option<(PathBuf, String)>> {
+    let written = std::env::current_dir()?.join(path);
+    let resolved = resolved_as_far_as_it_exists(&written)?;
+    for path in [written, resolved] {
+        let mut prefix = PathBuf::new();
+        for part in path.components() {
+            prefix.push(part);
+            let metadata = match std::fs::symlink_metadata(&prefix) {
+                Ok(metadata) => metadata,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => break,
+                Err(error) => return Err(error),
+            };
+            let open_to_all = metadata.is_dir() && metadata.mode() & 0o1002 == 0o002;
+            if metadata.uid() != 0 || open_to_all {
+                let who = match open_to_all {
+                    true => "anyone's to change".to_owned(),
+                    false => format!("uid {}'s", metadata.uid()),
+                };
+                return Ok(Some((prefix, who)));
+            }
         }
     }
     Ok(None)
+}
+
+/// `path` with its symbolic links followed, as far as it exists (the rest as written).
+fn resolved_as_far_as_it_exists(path: &Path) -> io::Result<PathBuf> {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        match std::fs::canonicalize(existing) {
+            Ok(resolved) => return Ok(missing.iter().rev().fold(resolved, |p, part| p.join(part))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Ok(path.to_owned());
+                };
+                missing.push(name);
+                existing = parent;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Leaves root for `user` (neither root nor of root's group), for good: no supplementary
@@ -230,12 +260,30 @@ mod tests {
         std::fs::create_dir_all(&inner).unwrap();
         assert_eq!(held_by_another(&inner.join("c")).unwrap(), None);
         std::os::unix::fs::lchown(dir.path().join("a"), Some(65534), None).unwrap();
-        let held = Some((dir.path().join("a"), 65534));
+        let nobodys = "uid 65534's".to_owned();
+        let held = Some((dir.path().join("a"), nobodys.clone()));
         assert_eq!(held_by_another(&inner.join("c")).unwrap(), held);
         // A symbolic link is its owner's, whatever it points to.
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/", &link).unwrap();
         std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
-        assert_eq!(held_by_another(&link).unwrap(), Some((link, 65534)));
+        assert_eq!(
+            held_by_another(&link).unwrap(),
+            Some((link, nobodys.clone()))
+        );
+        // A link of root's into another user's directory: that directory holds the way.
+        let root_link = dir.path().join("root-link");
+        std::os::unix::fs::symlink(&inner, &root_link).unwrap();
+        assert_eq!(held_by_another(&root_link.join("md")).unwrap(), held);
+        // A directory anyone may write, without the sticky bit.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let anyones = Some((open.clone(), "anyone's to change".to_owned()));
+        assert_eq!(held_by_another(&open.join("md")).unwrap(), anyones);
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .unwrap();
+        assert_eq!(held_by_another(&open.join("md")).unwrap(), None);
     }
 }

@@ -468,7 +468,7 @@ impl<F: HandlerFactory> Worker<F> {
                 tracing::info!(
                     %peer,
                     messages = 0,
-                    outcome = "TooManyConnections",
+                    outcome = tracing::field::display("TooManyConnections"),
                     ms = 0,
                     "session"
                 );

@@ -243,23 +243,40 @@ fn a_root_that_only_lent_its_effective_id_is_left_too() {
         eprintln!("skipped: needs root and setpriv");
         return;
     }
-    // Real and saved ids 0: root could come back, so the server leaves it in full.
-    let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let mut child = Command::new("setpriv")
-        .args(["--euid=65534", BIN, "-c", "Sink", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Captured::spawn(child.stderr.take().unwrap());
-    assert!(stderr.wait_for(Duration::from_secs(10), |log| log.contains("listening")));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        status.contains("Uid:\t65534\t65534\t65534\t65534"),
-        "{status}"
-    );
+    // Real and saved ids 0: root could come back, so the server leaves it in full, also
+    // with a maildir of root's (which it may write: its directories are open to all).
+    let maildir = tempfile::tempdir().unwrap();
+    for sub in ["tmp", "new", "cur"] {
+        let sub = maildir.path().join(sub);
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+    }
+    let maildir = format!("--maildir={}", maildir.path().display());
+    for class in [vec!["-c", "Sink"], vec![maildir.as_str()]] {
+        let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+        let mut child = Command::new("setpriv")
+            .arg("--euid=65534")
+            .arg(BIN)
+            .args(&class)
+            .arg(addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Captured::spawn(child.stderr.take().unwrap());
+        let listening = stderr.wait_for(Duration::from_secs(10), |log| log.contains("listening"));
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(listening, "{class:?}: {}", stderr.text());
+        let status = status.unwrap();
+        assert!(
+            status.contains("Uid:\t65534\t65534\t65534\t65534"),
+            "{class:?}: {status}"
+        );
+        assert!(!stderr.text().contains("runs on as root"), "{class:?}");
+    }
 }
 
 #[test]
