@@ -27,9 +27,10 @@ enum Client {
 }
 
 impl Client {
-    /// The client `ip` is part of; `None` for loopback.
+    /// The client `ip` (canonical: an IPv4-mapped address as IPv4) is part of; `None` for
+    /// loopback.
     fn of(ip: IpAddr) -> Option<Client> {
-        match ip.to_canonical() {
+        match ip {
             ip if ip.is_loopback() => None,
             IpAddr::V4(ip) => Some(Client::V4(ip.to_bits())),
             IpAddr::V6(ip) => Some(Client::V6((ip.to_bits() >> 64) as u64)),
@@ -53,8 +54,10 @@ impl ClientLimit {
         ip: IpAddr,
         local: impl FnOnce() -> Option<IpAddr>,
     ) -> Option<Admitted> {
+        let ip = ip.to_canonical();
         let client = Client::of(ip).filter(|_| self.limit > 0);
-        let Some(client) = client.filter(|_| local() != Some(ip)) else {
+        let own = || local().map(|local| local.to_canonical()) == Some(ip);
+        let Some(client) = client.filter(|_| !own()) else {
             return Some(Admitted(None));
         };
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());

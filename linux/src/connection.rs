@@ -159,13 +159,8 @@ pub(crate) async fn serve<H: Handler>(
     // The client's place among its connections, held to the end; none left: refused.
     let admitted = match &opened {
         Ok((Some(client), _)) => {
-            let own = || {
-                stream
-                    .local_addr()
-                    .ok()
-                    .map(|local| local.ip().to_canonical())
-            };
-            shared.clients.admit(client.ip().to_canonical(), own)
+            let local = || stream.local_addr().ok().map(|local| local.ip());
+            shared.clients.admit(client.ip(), local)
         }
         _ => Some(Admitted::uncounted()),
     };

@@ -30,8 +30,18 @@ struct Started {
 impl Started {
     /// Starts it and waits for its `listening` line (or its exit).
     fn new(prelude: &str, args: &str) -> Started {
+        Started::run(&format!("{prelude} && exec {BIN} {args}"))
+    }
+
+    /// `wrapper smtpd <args> <addr>` (e.g. `setpriv --euid=65534`), as [`new`](Self::new).
+    fn wrapped(wrapper: &str, args: &str) -> Started {
+        Started::run(&format!("exec {wrapper} {BIN} {args}"))
+    }
+
+    /// `sh -c "<command> <addr>"`.
+    fn run(command: &str) -> Started {
         let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-        let script = format!("{prelude} && exec {BIN} {args} {addr}");
+        let script = format!("{command} {addr}");
         let mut child = Command::new("sh")
             .args(["-c", &script])
             .env("RUST_LOG", "info")
@@ -253,29 +263,12 @@ fn a_root_that_only_lent_its_effective_id_is_left_too() {
             .unwrap();
     }
     let maildir = format!("--maildir={}", maildir.path().display());
-    for class in [vec!["-c", "Sink"], vec![maildir.as_str()]] {
-        let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-        let mut child = Command::new("setpriv")
-            .arg("--euid=65534")
-            .arg(BIN)
-            .args(&class)
-            .arg(addr.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Captured::spawn(child.stderr.take().unwrap());
-        let listening = stderr.wait_for(Duration::from_secs(10), |log| log.contains("listening"));
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(listening, "{class:?}: {}", stderr.text());
-        let status = status.unwrap();
-        assert!(
-            status.contains("Uid:\t65534\t65534\t65534\t65534"),
-            "{class:?}: {status}"
-        );
-        assert!(!stderr.text().contains("runs on as root"), "{class:?}");
+    for args in ["-c Sink", maildir.as_str()] {
+        let server = Started::wrapped("setpriv --euid=65534", args);
+        let log = server.stderr.text();
+        assert!(log.contains("listening"), "{args}: {log}");
+        assert_eq!(server.ids().0, [NOBODY; 4], "{args}");
+        assert!(!log.contains("runs on as root"), "{args}");
     }
 }
 
