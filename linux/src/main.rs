@@ -90,6 +90,8 @@ fn run(args: &Args) -> Result<(), String> {
             if let Some(dir) = &maildir {
                 create_maildir(dir)?;
             }
+            // Only now: a maildir the user cannot write is a start-up error instead.
+            tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "left root");
         }
         Ok(())
     };
@@ -219,7 +221,7 @@ fn leave_root(args: &Args, maildir: Option<&Path>) -> Result<Option<User>, Strin
     Ok(None)
 }
 
-/// Switches to `user`, and says so.
+/// Switches to `user`.
 fn run_as(user: &User) -> std::io::Result<()> {
     process::switch_to(user).map_err(|e| {
         std::io::Error::new(
@@ -229,9 +231,7 @@ fn run_as(user: &User) -> std::io::Result<()> {
                 user.name
             ),
         )
-    })?;
-    tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "left root");
-    Ok(())
+    })
 }
 
 /// Says who may relay, and warns of an open relay.

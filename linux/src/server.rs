@@ -270,11 +270,11 @@ impl<F: HandlerFactory> Server<F> {
                                 let _ = socket2::SockRef::from(listening)
                                     .shutdown(std::net::Shutdown::Both);
                             }
-                            tracing::error!(
-                                thread = index,
-                                %error,
-                                "serving thread failed: the other threads take its connections"
-                            );
+                            let others = match start.serving() {
+                                true => ": the other threads take its connections",
+                                false => "",
+                            };
+                            tracing::error!(thread = index, %error, "serving thread failed{others}");
                         }
                         served
                     })
@@ -282,11 +282,9 @@ impl<F: HandlerFactory> Server<F> {
             .collect::<io::Result<_>>()
             .inspect_err(|_| start.release(false))?;
         // No thread set up: their errors say why, and nothing is ready.
-        let ready = match start.wait_for_threads() {
-            true => ready(),
-            false => Ok(()),
-        };
-        start.release(ready.is_ok());
+        let set_up = start.wait_for_threads();
+        let ready = if set_up { ready() } else { Ok(()) };
+        start.release(set_up && ready.is_ok());
         // A thread that could not serve was logged, and the others took its connections:
         // the server failed only if none served.
         let (mut served, mut failure) = (false, None);

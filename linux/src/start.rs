@@ -64,6 +64,11 @@ impl Start {
         self.state().serve = Some(serve);
         self.changed.notify_all();
     }
+
+    /// Whether the owner has let the threads serve (some of them set up).
+    pub fn serving(&self) -> bool {
+        self.state().serve == Some(true)
+    }
 }
 
 /// A serving thread's part in the [`Start`].
@@ -118,7 +123,9 @@ mod tests {
         };
         let threads = [spawn(Some(true)), spawn(Some(false)), spawn(None)];
         assert!(start.wait_for_threads());
+        assert!(!start.serving());
         start.release(true);
+        assert!(start.serving());
         let words: Vec<_> = threads.map(|thread| thread.join().unwrap()).into();
         assert_eq!(words, [Some(true), Some(true), None]);
 
@@ -126,6 +133,7 @@ mod tests {
         let threads = [spawn_failing(&start), spawn_failing(&start)];
         assert!(!start.wait_for_threads());
         start.release(false);
+        assert!(!start.serving());
         for thread in threads {
             assert!(!thread.join().unwrap());
         }

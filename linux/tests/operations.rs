@@ -975,10 +975,29 @@ fn a_thread_without_io_uring_leaves_its_connections_to_the_others() {
     let status = server.wait().unwrap();
     let log = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
     assert!(
-        log.contains("serving thread failed") && log.contains("ulimit -l"),
+        log.contains("serving thread failed: the other threads take its connections")
+            && log.contains("ulimit -l"),
         "{log}"
     );
     // The server as a whole served, and stopped as asked.
     assert!(status.success(), "{status}: {log}");
     assert!(!log.contains("smtpd: error"), "{log}");
+
+    // No locked memory at all: no thread serves, and none says the others do.
+    let script = format!(
+        "ulimit -l 0 && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+         {BIN} -c Sink --threads 2 {addr}"
+    );
+    let output = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert_eq!(log.matches("serving thread failed").count(), 2, "{log}");
+    assert!(
+        log.contains("ulimit -l") && !log.contains("other threads") && !log.contains("listening"),
+        "{log}"
+    );
 }
