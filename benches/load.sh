@@ -3,8 +3,8 @@
 # loopback, under the same loads from our own generator (benches/loadgen, `smtp-load`).
 #
 # For every scenario each server is started fresh on its own 127.0.0.1 port, loaded,
-# measured from /proc (CPU seconds = utime+stime of its process, peak RSS = VmHWM) and
-# stopped. The report (markdown) gives CPU per 10k messages, its ratio to smtp-sink
+# measured (CPU seconds of all its threads, to the microsecond from a cgroup of its own where
+# the machine allows, else utime+stime ticks from /proc; peak RSS = VmHWM) and stopped. The report (markdown) gives CPU per 10k messages, its ratio to smtp-sink
 # (lower is better), throughput, p50/p99 latency and peak RSS, plus memory per idle
 # connection and a burst of simultaneous connects, and checks the project's targets.
 #
@@ -204,12 +204,41 @@ server_cmd() {
   esac
 }
 
-cpu_ticks() { # utime+stime of PID (all its threads)
-  local s
-  s="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
-  s="${s##*) }"   # the fields after the command name; utime/stime are fields 14/15
-  set -- $s
-  echo $(( ${12} + ${13} ))
+# The server's CPU time, all its threads (including any that end during the run): to the
+# microsecond from a cgroup of its own where this machine lets us make one (cgroup v2
+# cpu.stat, or v1 cpuacct), else utime+stime in ticks (1/CLK_TCK s: 3 % of a lock-step run).
+METER=ticks METER_DIR=""
+meter_start() { # meter_start PID: puts PID in a fresh cgroup if it can
+  local base
+  METER=ticks METER_DIR=""
+  for base in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+    [ -f "$base/cgroup.procs" ] && [ -f "$base/cpu.stat" -o -f "$base/cgroup.controllers" ] || continue
+    METER_DIR="$base/smtpd-bench-$$"
+    if mkdir -p "$METER_DIR" 2>/dev/null && echo "$1" > "$METER_DIR/cgroup.procs" 2>/dev/null \
+       && [ -f "$METER_DIR/cpu.stat" ]; then METER=cgroup2; return; fi
+    rmdir "$METER_DIR" 2>/dev/null
+  done
+  base=/sys/fs/cgroup/cpuacct
+  METER_DIR="$base/smtpd-bench-$$"
+  if [ -f "$base/cpuacct.usage" ] && mkdir -p "$METER_DIR" 2>/dev/null \
+     && echo "$1" > "$METER_DIR/cgroup.procs" 2>/dev/null; then METER=cgroup1; return; fi
+  rmdir "$METER_DIR" 2>/dev/null
+  METER_DIR=""
+}
+meter_read() { # meter_read PID: CPU seconds so far (since meter_start, for a cgroup)
+  case "$METER" in
+    cgroup2) awk '$1=="usage_usec"{printf "%.6f", $2/1e6}' "$METER_DIR/cpu.stat" ;;
+    cgroup1) awk '{printf "%.6f", $1/1e9}' "$METER_DIR/cpuacct.usage" ;;
+    *) local s
+       s="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+       s="${s##*) }"   # the fields after the command name; utime/stime are fields 14/15
+       set -- $s
+       awk -v t=$(( ${12} + ${13} )) -v hz="$CLK_TCK" 'BEGIN{printf "%.6f", t/hz}' ;;
+  esac
+}
+meter_stop() { # once the server has exited
+  [ -n "$METER_DIR" ] && rmdir "$METER_DIR" 2>/dev/null
+  METER_DIR=""
 }
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
 NCPU="$(nproc)"
@@ -241,7 +270,7 @@ stop_server() {
   wait "$SRV_PID" 2>/dev/null
   SRV_PID=""
 }
-trap 'stop_server; drop_policy' EXIT
+trap 'stop_server; meter_stop; drop_policy' EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ scenarios
@@ -282,11 +311,12 @@ measure() {
   wait_quiet
   local c0 c1 rc b0 b1 t0 t1
   b0="$(busy_ticks)"; t0="$EPOCHREALTIME"
-  c0="$(cpu_ticks "$SRV_PID")"
+  meter_start "$SRV_PID"
+  c0="$(meter_read "$SRV_PID")"
   "${GEN_PIN[@]}" timeout -k 2 $((RUN_TIMEOUT + 15)) "$LOAD_BIN" "${args[@]}" "$HOST:$port" \
     >"$lp.out" 2>"$lp.err"
   rc=$?
-  c1="$(cpu_ticks "$SRV_PID")"
+  c1="$(meter_read "$SRV_PID")"
   b1="$(busy_ticks)"; t1="$EPOCHREALTIME"
   local hwm rss alive=1
   hwm="$(status_kb "$SRV_PID" VmHWM)"; rss="$(status_kb "$SRV_PID" VmRSS)"
@@ -295,13 +325,14 @@ measure() {
   local result
   result="$(grep '^RESULT ' "$lp.out" | tail -1)"
   [ -n "$result" ] || result="RESULT mode=none"
-  local cpu; cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", (b-a)/hz}')"
+  meter_stop
+  local cpu; cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.6f", b-a}')"
   # CPU that neither the server nor the generator used during the run (other processes)
   local gen other
   gen="$(sed -n 's/.* client_cpu_s=\([0-9.]*\).*/\1/p' <<<"$result")"
   other="$(awk -v a="$b0" -v b="$b1" -v hz="$CLK_TCK" -v s="$cpu" -v g="${gen:-0}" -v w0="$t0" -v w1="$t1" -v n="$NCPU" \
     'BEGIN{o=(b-a)/hz-s-g; if(o<0)o=0; w=w1-w0; if(w<=0)w=1e-9; printf "%.0f", o/(w*n)*100}')"
-  echo "$result round=$round scenario=$scen server=$name rc=$rc srv_cpu_s=$cpu srv_hwm_kb=${hwm:-0} srv_rss_end_kb=${rss:-0} srv_alive=$alive other_cpu_pct=$other" >> "$RUNS"
+  echo "$result round=$round scenario=$scen server=$name rc=$rc srv_cpu_s=$cpu srv_hwm_kb=${hwm:-0} srv_rss_end_kb=${rss:-0} srv_alive=$alive other_cpu_pct=$other cpu_meter=$METER" >> "$RUNS"
   awk '{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
         if (v["mode"]=="idle")
           printf "  %-10s idle: %s/%s open, %s B/conn, errors=%s, srv_cpu=%ss\n", v["server"], v["open"], v["requested"], v["rss_per_conn_bytes"], v["errors"], v["srv_cpu_s"]

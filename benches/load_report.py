@@ -208,7 +208,7 @@ def main(d):
             if not rs:
                 continue
             x = vs_sink(rs, cpu_per_10k)
-            # CPU is counted in ticks: 28 / 35 is 0.8, not the 0.8000000000000002 of floats.
+            # CPU counted in ticks (no cgroup): 28 / 35 is 0.8, not the 0.8000000000000002 of floats.
             ok = x is not None and round(x, 9) <= CPU_TARGET
             label = LABEL[sc].format(n=f"{int(num(rs[0].get('requested')) or 0):,}")
             out.append(f"| CPU per message ≤ {CPU_TARGET}x smtp-sink: {label} | {fmt(x, '.2f')}x | {'yes' if ok else '**no**'} |")
