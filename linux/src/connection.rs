@@ -57,6 +57,8 @@ pub enum Outcome {
     NoProxyHeader(ProxyHeaderError),
     /// The client had as many connections open as it may (`421 4.7.0`).
     TooManyFromClient,
+    /// The handler panicked: the replies made before, then `421 4.3.0`.
+    HandlerPanicked,
 }
 
 impl Outcome {
@@ -187,7 +189,7 @@ pub(crate) async fn serve<H: Handler>(
                 config: shared.config,
                 armed: true,
             };
-            let outcome = converse(
+            let conversation = converse(
                 &stream,
                 known,
                 &mut session,
@@ -195,8 +197,20 @@ pub(crate) async fn serve<H: Handler>(
                 input,
                 &alarm,
                 &shared,
-            )
-            .await;
+            );
+            let outcome = match unless_panicking(conversation).await {
+                Some(outcome) => outcome,
+                None => {
+                    // The replies made before the handler panicked hold (a 250 among them
+                    // means a message was handed on); then the 421 of a session whose
+                    // state is unknown.
+                    let mut last = session.output().to_vec();
+                    last.extend(closing_reply(shared.config, replies::SESSION_ABORTED));
+                    send_now(&stream, &last);
+                    inbox.recover_dropped_chunk();
+                    Outcome::HandlerPanicked
+                }
+            };
             last_words.armed = false;
             Served {
                 client,
@@ -278,10 +292,23 @@ async fn proxied_client(
     }
 }
 
+/// Runs a conversation; `None` if it panicked (a handler's bug), with its state dropped, so
+/// that the connection still ends as every other does: its receive ended, its memory
+/// reused, its session logged.
+async fn unless_panicking<T>(work: impl Future<Output = T>) -> Option<T> {
+    let mut work = pin!(work);
+    poll_fn(|cx| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx)))
+            .map_or(Poll::Ready(None), |poll| poll.map(Some))
+    })
+    .await
+}
+
 /// Sends the client a last `421` if the conversation ends without finishing: its task was
-/// dropped in the middle, because the handler panicked (the runtime catches that and drops
-/// the task) or the server gave up on it. The session's state is then unknown; the client
-/// keeps its message and retries. Costs nothing while the conversation goes on.
+/// dropped in the middle, because the server gave up on it (a handler that did not return
+/// within a shutdown's grace period and the second after). The session's state is then
+/// unknown; the client keeps its message and retries. Costs nothing while the conversation
+/// goes on.
 struct LastWords<'a> {
     stream: &'a TcpStream,
     config: &'a Config<'a>,

@@ -124,7 +124,7 @@ impl InboxPool {
             Ok(memory) => Inbox::Ring(RingInbox {
                 memory: Some(memory),
                 pool: self.clone(),
-                held: 0,
+                held: None,
                 receive: None,
             }),
             Err(error) => {
@@ -313,6 +313,14 @@ impl Inbox {
         }
     }
 
+    /// Gives back the buffer of a chunk that was dropped instead (by a conversation that
+    /// panicked: nothing reads the chunk any more), so that the memory can be reused.
+    pub(crate) fn recover_dropped_chunk(&mut self) {
+        if let Inbox::Ring(ring) = self {
+            ring.recover_dropped_chunk();
+        }
+    }
+
     /// Whether a receive is armed that must end before the memory is reused (a plain
     /// receive is cancelled by dropping it: compio keeps its buffer until it has ended).
     pub(crate) fn is_armed(&self) -> bool {
@@ -333,8 +341,9 @@ pub(crate) struct RingInbox {
     /// Taken only when the inbox is dropped.
     memory: Option<Memory>,
     pool: Rc<InboxPool>,
-    /// Buffers named by completions and not yet given back.
-    held: u16,
+    /// The buffer of the chunk out (named by a completion, not yet given back), if any: by
+    /// the rule of `poll_receive`, at most one.
+    held: Option<u16>,
     /// The armed multishot receive, if any.
     receive: Option<Pin<Box<SubmitMulti<Receive>>>>,
 }
@@ -349,7 +358,7 @@ impl RingInbox {
     ) -> Poll<io::Result<Option<Chunk>>> {
         let group = self.memory.as_ref().expect("taken only on drop").group;
         debug_assert_eq!(
-            self.held, 0,
+            self.held, None,
             "chunks are given back before the next receive"
         );
         loop {
@@ -374,7 +383,7 @@ impl RingInbox {
                     if id >= COUNT || len > BUFFER {
                         return Poll::Ready(Err(io::Error::other("bad receive completion")));
                     }
-                    self.held += 1;
+                    self.held = Some(id);
                     self.memory.as_mut().expect("taken only on drop").deep |= len > PAGE - RING;
                     Ok(Some(Chunk { id, len }))
                 }
@@ -400,7 +409,17 @@ impl RingInbox {
     fn give_back(&mut self, chunk: Chunk) {
         let memory = self.memory.as_mut().expect("taken only on drop");
         memory.provide(chunk.id);
-        self.held -= 1;
+        self.held = None;
+    }
+
+    /// See [`Inbox::recover_dropped_chunk`].
+    fn recover_dropped_chunk(&mut self) {
+        if let Some(id) = self.held.take() {
+            self.memory
+                .as_mut()
+                .expect("taken only on drop")
+                .provide(id);
+        }
     }
 
     /// Ends an armed receive, which the shut-down socket completes at once; discards
@@ -429,7 +448,7 @@ impl Drop for RingInbox {
         // An armed receive may still write into the buffers, and a held buffer is missing
         // from the ring: such memory is leaked, never reused or unmapped (dropping the
         // receive cancels it).
-        if let (Some(memory), None, 0) = (self.memory.take(), &self.receive, self.held) {
+        if let (Some(memory), None, None) = (self.memory.take(), &self.receive, self.held) {
             self.pool.put(memory);
         }
     }
@@ -684,6 +703,35 @@ mod tests {
             assert_eq!(again.memory.as_ref().unwrap().group, last);
             assert!(pool.free_groups.borrow().is_empty());
             drop((kept, again));
+        });
+    }
+
+    #[test]
+    fn a_chunk_dropped_by_a_panicking_conversation_is_recovered_and_the_inbox_reused() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = InboxPool::new();
+            let (mut client, stream) = connected();
+            let mut inbox = Inbox::Ring(ring(pool.take()));
+            client
+                .write_all(b"RCPT TO:<panic@example.com>\r\n")
+                .unwrap();
+            let chunk = poll_fn(|cx| inbox.poll_receive(&stream, cx)).await;
+            drop(chunk.unwrap().expect("a command"));
+            inbox.recover_dropped_chunk();
+            drop(client);
+            assert!(poll_fn(|cx| inbox.poll_receive(&stream, cx))
+                .await
+                .unwrap()
+                .is_none());
+            drop(inbox);
+            assert_eq!(pool.free.borrow().len(), 1, "kept for reuse, not leaked");
+            let mut again = pool.take();
+            let (mut client, stream) = connected();
+            client.write_all(b"NOOP\r\n").unwrap();
+            let chunk = poll_fn(|cx| again.poll_receive(&stream, cx)).await;
+            let chunk = chunk.unwrap().expect("a command");
+            assert_eq!(again.data(&chunk), b"NOOP\r\n");
+            again.give_back(chunk);
         });
     }
 

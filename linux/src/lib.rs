@@ -22,15 +22,15 @@
 //! (`compio::net`, `compio::fs`; `compio::time::timeout` to bound a lookup, as hooks have
 //! no deadline of their own); a blocking call stalls
 //! every session of that thread, so blocking code belongs in
-//! `compio::runtime::spawn_blocking`. A handler that panics ends its own session, with
-//! `421 4.3.0` to the client, not the server.
+//! `compio::runtime::spawn_blocking`. A handler that panics ends its own session, not the
+//! server: the client gets the replies made before the panic, then `421 4.3.0`.
 //!
 //! Logs are [`tracing`](https://docs.rs/tracing) events: one `session` event per
 //! connection (target `smtpd_linux::server`: `peer`, `proxy` when a trusted proxy named
 //! the peer ([`Options::proxy_protocol`]), `messages`, `ms`, and `outcome`:
 //! `Closed(Quit)`, `Closed(TooManyErrors)`, `Closed(Unavailable)`, `TimedOut`,
-//! `Disconnected`, `Shutdown`, `NoProxyHeader(..)`, `TooManyFromClient` or
-//! `TooManyConnections`) and one
+//! `Disconnected`, `Shutdown`, `NoProxyHeader(..)`, `TooManyFromClient`,
+//! `HandlerPanicked` or `TooManyConnections`) and one
 //! `message` event per transaction that reached DATA or BDAT (target
 //! `smtpd_linux::logging`: `peer`, `from`, `to`, `size`, `outcome`: the final reply's code
 //! or why the message was abandoned, `ms`).

@@ -166,7 +166,7 @@ fn a_handler_that_panics_ends_its_session_with_421_and_the_server_serves_on() {
     let running = thread::spawn(move || server.run());
     let out = python(
         r#"
-import smtplib, sys
+import smtplib, socket, sys
 s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
 try:
     s.sendmail('a@example.net', ['panic@example.com'], b'x\r\n')
@@ -175,12 +175,24 @@ except smtplib.SMTPRecipientsRefused as e:
 s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
 print(s.sendmail('a@example.net', ['ok@example.com'], b'x\r\n'))
 s.quit()
+# Replies made before the panic still go out: the 250 for a delivered message pipelined
+# with the next transaction's panicking RCPT is not lost (the client would send it again).
+c = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30)
+f = c.makefile('rb')
+f.readline()
+c.sendall(b'HELO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<ok@example.com>\r\nDATA\r\n')
+print([f.readline()[:3] for _ in range(4)])
+c.sendall(b'x\r\n.\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<panic@example.com>\r\n')
+print(f.read())
 "#,
         &[&port],
     );
     assert_eq!(
         out,
-        "{'panic@example.com': (421, b'4.3.0 Error: session aborted, closing connection')}\n{}\n"
+        "{'panic@example.com': (421, b'4.3.0 Error: session aborted, closing connection')}\n{}\n\
+         [b'250', b'250', b'250', b'354']\n\
+         b'250 2.0.0 OK\\r\\n250 2.1.0 OK\\r\\n\
+         421 4.3.0 Error: session aborted, closing connection\\r\\n'\n"
     );
     shutdown.shutdown();
     running.join().unwrap().unwrap();
