@@ -208,10 +208,14 @@ impl<'c, const LINE: usize, const OUT: usize, const ENVELOPE: usize>
 
 impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A> {
     const OUT_HOLDS_A_REPLY: () = assert!(OUT >= OUTPUT_RESERVE, "OUT must be >= 512");
+    /// A [`Span`] counts offsets into the line in `u16`.
+    const SPANS_REACH_THE_LINE_END: () =
+        assert!(LINE <= u16::MAX as usize, "LINE must be <= 65535");
 
     /// A channel for a new connection from `peer` that keeps its envelope in `arena`.
     pub fn with_arena(config: &'c Config<'c>, peer: Option<SocketAddr>, arena: A) -> Self {
         let () = Self::OUT_HOLDS_A_REPLY;
+        let () = Self::SPANS_REACH_THE_LINE_END;
         Channel {
             line: LineBuffer::default(),
             state: State {
@@ -1041,6 +1045,19 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
 
     /// Applies a verdict on `pending`, whose spans point into `line`.
     fn apply(&mut self, pending: Pending, line: &str, verdict: Verdict<'_>) {
+        let verdict = match verdict {
+            // Only a 2xx says a message was handed on: a 3xx after the content is no verdict.
+            Verdict::Reply(reply)
+                if matches!(pending, Pending::DataEnd) && reply.code / 100 == 3 =>
+            {
+                Verdict::Reply(Reply {
+                    code: 451,
+                    enhanced: Some(EnhancedCode(4, 3, 0)),
+                    ..reply
+                })
+            }
+            verdict => verdict,
+        };
         let accepted = verdict.is_accept();
         let custom = match verdict {
             // A handler's reply, often passed on from another server, gets a default enhanced
@@ -1210,7 +1227,8 @@ fn take_octets(remaining: &mut u64, input: &[u8]) -> usize {
 
 /// A handler's `reply` to `pending` with a code RFC 5321 4.3.2 allows at that step. An
 /// accepting reply takes the step's success code: `220` greeting; `250` HELO/EHLO, MAIL and
-/// end of data; `250` or `251` RCPT. The handler accepted, so the client must read an
+/// end of data (where only a 2xx accepts: `apply` makes a 3xx a local error, `451 4.3.0`);
+/// `250` or `251` RCPT. The handler accepted, so the client must read an
 /// acceptance the step allows (a `200` or `354` to RCPT reads as a refusal to most clients,
 /// though the recipient was taken). A refusing greeting is `554` (5xx) or `421` (anything
 /// else, a code that is no reply at all included). Other refusals, the DATA reply and

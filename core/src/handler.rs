@@ -196,9 +196,9 @@ pub trait Handler {
     /// The whole message was received: the final verdict. Answer 250 only once the message
     /// has been handed on.
     ///
-    /// Like every hook, this may be cancelled (dropped while it waits) when the connection
-    /// is lost or the server's shutdown grace ends; the client then gets no `250`, so the
-    /// message is not acknowledged.
+    /// Like every hook, this may be cancelled by the frontend (dropped while it waits, as
+    /// the Linux server does when a shutdown's grace period ends); the client then gets no
+    /// `250`, so the message is not acknowledged.
     async fn data_end(&mut self, cx: &Context<'_>) -> Verdict<'_> {
         let _ = cx;
         Verdict::Accept

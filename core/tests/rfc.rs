@@ -1238,13 +1238,24 @@ fn an_accepting_reply_takes_the_code_the_step_allows() {
         assert_eq!(c.cmd("RCPT TO:<c@d.example>"), sent);
         assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
     }
-    // End of data succeeds with 250 only.
+    // End of data succeeds with 250 only, and only a 2xx acknowledges a message: a 3xx is
+    // no verdict, so the client keeps the message and tries again later.
+    let mut c = ehlo_handler(Recorder {
+        data_end: Some(Reply::new(220, (2, 0, 0), "handed on")),
+        ..Recorder::default()
+    });
+    begin_data(&mut c);
+    assert_eq!(c.send(b"x\r\n.\r\n"), "250 2.0.0 handed on\r\n");
     let mut c = ehlo_handler(Recorder {
         data_end: Some(Reply::plain(354, "more please?")),
         ..Recorder::default()
     });
     begin_data(&mut c);
-    assert_eq!(c.send(b"x\r\n.\r\n"), "250 2.0.0 more please?\r\n");
+    assert_eq!(c.send(b"x\r\n.\r\n"), "451 4.3.0 more please?\r\n");
+    assert_eq!(
+        c.cmd("RCPT TO:<c@d.example>"),
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
     // A refusal keeps its code; its enhanced code takes the reply's class.
     let mut c = ehlo_handler(Recorder {
         rcpt: Some(Reply::new(550, (2, 0, 0), "mismatched class")),

@@ -32,8 +32,8 @@ impl OwnedReply {
         }
     }
 
-    /// A reply without an enhanced status code (the server adds `class.0.0` where the
-    /// client asked for enhanced codes).
+    /// A reply without an enhanced status code (the server adds `class.0.0` when it sends
+    /// enhanced codes: `Extensions::enhanced_status_codes`, on by default).
     pub fn plain(code: u16, text: impl Into<String>) -> Self {
         OwnedReply {
             code,
@@ -80,8 +80,10 @@ pub struct Message<'a> {
 
 /// Receives whole messages.
 ///
-/// The methods may be cancelled (dropped while they wait) when the client is lost or the
-/// server's shutdown grace ends; the client then gets no `250` for the message.
+/// The methods are cancelled (dropped while they wait) only when a shutdown's grace period
+/// ends; the client then gets `421`, no `250` for the message. A client that goes away
+/// meanwhile is noticed once the method returns, so bound waits on other servers
+/// (`compio::time::timeout`): a method that never returns holds its connection.
 pub trait ProcessMessage {
     /// Decides on the sender (`MAIL FROM`, empty for `<>`), before any recipient or content:
     /// `Ok(())` accepts it, an error reply refuses the transaction (`550`, or `450` to ask
