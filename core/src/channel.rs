@@ -385,6 +385,8 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
 
     /// Applies the application's verdict on the current [`event`](Self::event).
     /// For notifications (`DataAbort`, `Rset`, `Quit`, `Closed`) the verdict is ignored.
+    /// Call [`receive`](Self::receive) next (with `&[]` if no input is left): it goes on
+    /// with the input and arms the next deadline.
     pub fn resolve(&mut self, verdict: Verdict<'_>) {
         let s = &mut self.state;
         if s.abort.take().is_some() {
@@ -444,7 +446,10 @@ impl<'c, const LINE: usize, const OUT: usize, A: Arena> Channel<'c, LINE, OUT, A
             && self.line.line().is_empty()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called, if ever.
+    /// When [`handle_timeout`](Self::handle_timeout) must be called, if ever. `None` while
+    /// an event awaits its verdict; after [`resolve`](Self::resolve), the next
+    /// [`receive`](Self::receive) arms the deadline (with its `now`), so a driver calls it,
+    /// with the input left over or `&[]`, before it waits.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.state.deadline
     }

@@ -37,7 +37,8 @@ pub enum Verdict<'a> {
     /// also closes the session. An accepting reply is sent with the code the step allows
     /// (RFC 5321 4.3.2): `220` greeting, `250` HELO/EHLO, MAIL and end of data, `250`/`251`
     /// RCPT (so a `200` to RCPT goes out as `250`); DATA's `354` keeps only a `354`'s text.
-    /// An enhanced code takes the reply's class.
+    /// At the end of data only a 2xx accepts (a message is acknowledged by nothing less): a
+    /// 3xx there goes out as `451 4.3.0`. An enhanced code takes the reply's class.
     Reply(Reply<'a>),
 }
 
