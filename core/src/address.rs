@@ -213,11 +213,13 @@ fn address_literal(input: Input<'_>) -> IResult<Input<'_>, Input<'_>> {
     recognize(delimited(tag(&b"["[..]), literal, tag(&b"]"[..]))).parse(input)
 }
 
+/// RFC 5321 4.1.3's literals. An IPv6 address is read as RFC 4291 writes it, which also
+/// lets `::` stand for one group of zeros.
 fn valid_literal(literal: &str) -> bool {
     if let Some(v6) = literal.strip_prefix("IPv6:") {
         return v6.parse::<core::net::Ipv6Addr>().is_ok();
     }
-    if literal.parse::<core::net::Ipv4Addr>().is_ok() {
+    if ipv4_literal(literal) {
         return true;
     }
     // General-address-literal = Standardized-tag ":" 1*dcontent
@@ -230,6 +232,18 @@ fn valid_literal(literal: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// `IPv4-address-literal = Snum 3("." Snum)`, `Snum = 1*3DIGIT` up to 255: leading zeros
+/// allowed (`01.2.3.4`), unlike `Ipv4Addr`'s parser.
+fn ipv4_literal(literal: &str) -> bool {
+    let snum = |part: &str| {
+        (1..=3).contains(&part.len())
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && part.parse::<u16>().is_ok_and(|n| n <= 255)
+    };
+    let mut parts = literal.split('.');
+    parts.by_ref().take(4).filter(|part| snum(part)).count() == 4 && parts.next().is_none()
 }
 
 const ATEXT: u8 = 1;

@@ -729,6 +729,7 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Verb::Mail | Verb::Rcpt | Verb::Data | Verb::Bdat if !greeted => {
                 Some(replies::SEND_HELO_FIRST)
             }
+            Verb::Bdat if !self.extended => Some(replies::BDAT_NEEDS_EHLO),
             Verb::Rcpt | Verb::Bdat if !has_mail => Some(replies::NEED_MAIL),
             Verb::Data | Verb::Bdat if !has_rcpt => Some(replies::NEED_RCPT),
             // Handlers may have recorded the recipients with the first chunk.
@@ -1197,7 +1198,8 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
     fn ehlo_reply(&mut self) {
         let config = self.config;
         let ext = config.extensions;
-        let mut size = heapless::String::<24>::new();
+        // "SIZE " and the 20 digits of the largest u64.
+        let mut size = heapless::String::<25>::new();
         let _ = match config.limits.message_size {
             Some(limit) if ext.size => fmt::write(&mut size, format_args!("SIZE {limit}")),
             _ => fmt::write(&mut size, format_args!("SIZE")),

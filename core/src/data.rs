@@ -8,7 +8,10 @@
 //! - The message ends only on `CRLF . CRLF` (or `. CRLF` as the first line). A bare CR or LF
 //!   never starts a line, so `<LF>.<CR><LF>`, `<CR>.<CR>` and friends are content
 //!   (CVE-2023-51764), under every [`BareNewline`] policy.
-//! - A leading dot is removed only from lines that start after a CRLF.
+//! - A leading dot is removed from lines that start after a CRLF, and under
+//!   [`BareNewline::Normalize`] also after a bare LF (a client that ends its lines in LF,
+//!   such as Python's smtplib given LF text, dot-stuffs after them too); only a line after
+//!   a CRLF can end the data.
 //! - Once a [`DataError`] is found no further body is emitted; decoding goes on to the real
 //!   end of data so that the session stays in sync. Every kind of error is noted and the one
 //!   reported is the first by [`DataError`] order (of two bare newlines, the first in the
@@ -56,6 +59,9 @@ enum State {
     Dot,
     /// `.` CR at the start of a line were consumed and not emitted.
     DotCr,
+    /// Under [`BareNewline::Normalize`], at the start of a line after a bare LF: a leading
+    /// dot is stuffing, but `. CRLF` here is no end of data.
+    LfLineStart,
     /// Inside a line.
     Text,
     /// Inside a line, right after an emitted CR.
@@ -170,7 +176,9 @@ impl DataDecoder {
                             flush_run!();
                             i += 1;
                             run = i;
-                            if self.policy != BareNewline::Normalize {
+                            if self.policy == BareNewline::Normalize {
+                                self.state = State::LfLineStart;
+                            } else {
                                 // The LF stays inside the line.
                                 self.line_len += 1;
                                 self.check_line_len();
@@ -239,6 +247,15 @@ impl DataDecoder {
                     } else {
                         self.state = State::Text;
                     }
+                }
+                State::LfLineStart => {
+                    if input[i] == b'.' {
+                        // Stuffing, removed; the rest of the line is text, whatever it is.
+                        flush_run!();
+                        i += 1;
+                        run = i;
+                    }
+                    self.state = State::Text;
                 }
                 State::Dot => {
                     if input[i] == b'\r' {

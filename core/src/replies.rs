@@ -41,6 +41,8 @@ pub const RCPT_AFTER_BDAT: Reply = Reply::new(
     (5, 5, 1),
     "Error: RCPT not allowed after BDAT in a transaction",
 );
+/// RFC 3030 2: CHUNKING is offered in the EHLO reply, so a HELO session has no BDAT.
+pub const BDAT_NEEDS_EHLO: Reply = Reply::new(503, (5, 5, 1), "Error: BDAT requires EHLO");
 pub const DATA_AFTER_BDAT: Reply = Reply::new(
     503,
     (5, 5, 1),

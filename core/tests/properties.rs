@@ -615,9 +615,16 @@ fn allow_body(r: &Reference) -> Vec<u8> {
     body
 }
 
-/// Every CR and LF inside a CRLF-delimited line is bare: Normalize makes each a CRLF.
+/// Every CR and LF inside a CRLF-delimited line is bare: Normalize makes each a CRLF, and
+/// a dot right after a bare LF is stuffing (removed).
 fn normalize(text: &[u8], body: &mut Vec<u8>) {
+    let mut after_lf = false;
     for &b in text {
+        if after_lf && b == b'.' {
+            after_lf = false;
+            continue;
+        }
+        after_lf = b == b'\n';
         if b == b'\r' || b == b'\n' {
             body.extend_from_slice(b"\r\n");
         } else {
@@ -759,8 +766,8 @@ proptest! {
         prop_assert_eq!(body, allow_body(&r));
     }
 
-    /// Normalize: every bare CR and LF becomes a CRLF (a CR right before a CRLF is dropped);
-    /// lines start only after a real CRLF.
+    /// Normalize: every bare CR and LF becomes a CRLF (a CR right before a CRLF is dropped),
+    /// and a dot after a bare LF is stuffing; only a line after a real CRLF ends the data.
     #[test]
     fn decoder_matches_the_reference_under_normalize(input in content(), cuts in cuts()) {
         let r = reference(&input);
@@ -870,6 +877,10 @@ fn reference_decoder_examples() {
     assert_eq!(r.end, None);
     assert_eq!(allow_body(&r), b"a\n.\r\n");
     assert_eq!(first_bare(&r), Some(DataError::BareLf));
+    // What smtplib sends for LF text: stuffed after each LF.
+    let r = reference(b"a\n..b\n.\r\n.\r\n");
+    assert_eq!(r.end, Some(12));
+    assert_eq!(normalize_body(&r), b"a\r\n.b\r\n\r\n");
     let r = reference(b".\r\n");
     assert_eq!((r.lines.len(), r.end), (0, Some(3)));
     assert!(check_replies(b"250-a\r\n250 b\r\n").is_ok());

@@ -322,6 +322,10 @@ fn ehlo_keywords_follow_the_extension_switches() {
     let (mut c, _) = Client::connect(with(|c| c.limits.message_size = Some(1000)));
     keywords[1] = "SIZE 1000";
     assert_eq!(c.cmd("EHLO client.example"), ehlo_reply(&keywords));
+    // The largest limit there is, all 20 digits of it.
+    let (mut c, _) = Client::connect(with(|c| c.limits.message_size = Some(u64::MAX)));
+    keywords[1] = "SIZE 18446744073709551615";
+    assert_eq!(c.cmd("EHLO client.example"), ehlo_reply(&keywords));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,12 +439,15 @@ fn quoted_local_parts() {
 fn address_literals() {
     let mut c = ehlo_with(with(|c| c.limits.bad_commands = 100));
     assert_eq!(c.cmd("MAIL FROM:<u@[192.0.2.1]>"), "250 2.1.0 OK\r\n");
-    for good in [
+    let good = [
         "u@[192.0.2.1]",
+        // Snum = 1*3DIGIT: leading zeros are allowed.
+        "u@[010.0.2.001]",
         "u@[IPv6:2001:db8::1]",
         "u@[IPv6:::ffff:192.0.2.1]",
         "u@[x-tag:some-value]",
-    ] {
+    ];
+    for good in good {
         assert_eq!(
             c.cmd(&format!("RCPT TO:<{good}>")),
             "250 2.1.5 OK\r\n",
@@ -451,6 +458,10 @@ fn address_literals() {
     for bad in [
         "u@[300.1.1.1]",
         "u@[192.0.2]",
+        "u@[192.0.2.1.5]",
+        "u@[192.0.2.0001]",
+        "u@[192.0..2]",
+        "u@[192.0.2.+1]",
         "u@[IPv6:zz]",
         "u@[IPv6:1.2.3.4]",
         "u@[tag-:x]",
@@ -463,15 +474,7 @@ fn address_literals() {
     }
     assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
     assert_eq!(c.send(b"x\r\n.\r\n"), "250 2.0.0 OK\r\n");
-    assert_eq!(
-        c.delivered()[0].rcpttos,
-        [
-            "u@[192.0.2.1]",
-            "u@[IPv6:2001:db8::1]",
-            "u@[IPv6:::ffff:192.0.2.1]",
-            "u@[x-tag:some-value]"
-        ]
-    );
+    assert_eq!(c.delivered()[0].rcpttos, good);
 }
 
 #[test]
@@ -1406,8 +1409,9 @@ const SMUGGLED: &[u8] = b"MAIL FROM:<x@y.example>\r\nRCPT TO:<z@w.example>\r\nDA
 type FakeEnd = (&'static [u8], &'static str, &'static [u8], &'static [u8]);
 
 const FAKE_ENDS: [FakeEnd; 8] = [
-    (b"a\n.\n", "bare <LF>", b"a\r\n.\r\n", b"a\n.\n"),
-    (b"a\n.\r\n", "bare <LF>", b"a\r\n.\r\n", b"a\n.\r\n"),
+    // Under Normalize a dot after a bare LF is stuffing (removed), and what follows is no end.
+    (b"a\n.\n", "bare <LF>", b"a\r\n\r\n", b"a\n.\n"),
+    (b"a\n.\r\n", "bare <LF>", b"a\r\n\r\n", b"a\n.\r\n"),
     (b"a\r.\r\n", "bare <CR>", b"a\r\n.\r\n", b"a\r.\r\n"),
     (b"a\r.\r", "bare <CR>", b"a\r\n.\r\n", b"a\r.\r"),
     // A dot after CRLF starts a line: it is unstuffed, and what follows is no end.
@@ -1585,6 +1589,26 @@ fn bdat_out_of_sequence_still_consumes_the_chunk() {
     assert!(!c.is_closed());
     assert_eq!(c.cmd("RCPT TO:<c@d.example>"), "250 2.1.5 OK\r\n");
     assert!(c.delivered().is_empty());
+}
+
+#[test]
+fn bdat_needs_an_ehlo_session() {
+    // RFC 3030 2: CHUNKING is an EHLO keyword; after HELO a BDAT is refused (as MAIL's
+    // parameters are) and its chunk skipped, never run as commands.
+    let (mut c, _) = Client::connect(config());
+    c.cmd("HELO client.example");
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example>"), "250 2.1.0 OK\r\n");
+    assert_eq!(c.cmd("RCPT TO:<c@d.example>"), "250 2.1.5 OK\r\n");
+    assert_eq!(
+        c.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n"),
+        "503 5.5.1 Error: BDAT requires EHLO\r\n250 2.0.0 OK\r\n"
+    );
+    assert!(c.delivered().is_empty());
+    assert_eq!(
+        c.send(b"DATA\r\nx\r\n.\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 OK\r\n"
+    );
+    assert_eq!(c.delivered().len(), 1);
 }
 
 #[test]
