@@ -12,7 +12,8 @@
 //! - the message ends at the first `CRLF . CRLF`, or at `. CRLF` at the very start; what
 //!   follows stays unconsumed; the content is what precedes the `. CRLF` line (its last CRLF
 //!   included);
-//! - lines start at the start of data and after a CRLF only; a `.` starting a line is removed;
+//! - lines start at the start of data and after a CRLF, and under `Normalize` (for
+//!   unstuffing only) after a bare LF; a `.` starting a line is removed;
 //! - a CR not followed by LF, or a LF not preceded by CR, is bare: `Allow` delivers it as is,
 //!   `Normalize` as CRLF (but drops a CR right before a CRLF), `Reject` notes `BareCr`/`BareLf` (the first one by position);
 //! - `LineTooLong`: a line longer than the text line limit minus 2, counting its octets as
@@ -222,6 +223,8 @@ fn reference(content: &[u8], policy: BareNewline) -> Reference {
                     body.extend_from_slice(b"\r\n");
                     longest = longest.max(line);
                     line = 0;
+                    // A client ending lines in LF stuffs after them too.
+                    line_start = b == b'\n';
                 }
                 BareNewline::Allow | BareNewline::Reject => {
                     body.push(b);
