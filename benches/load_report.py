@@ -108,7 +108,12 @@ def main(d):
     # ---------------------------------------------------------------- load table
     out.append("### Load scenarios")
     out.append("")
-    out.append("CPU = server user+sys seconds (from /proc/PID/stat) per 10,000 delivered messages; "
+    meters = sorted({r.get("cpu_meter", "ticks") for r in runs})
+    how = {"cgroup2": "to the microsecond, from a cgroup v2 of its own",
+           "cgroup1": "to the nanosecond, from a cgroup v1 (cpuacct) of its own",
+           "ticks": "in ticks of 1/CLK_TCK s, from /proc/PID/stat"}
+    out.append(f"CPU = server CPU seconds, all threads ({'; '.join(how.get(m, m) for m in meters)}) "
+               "per 10,000 delivered messages; "
                "**CPU ÷ sink** = that over smtp-sink's (lower is better). Latency: per message, "
                "MAIL to the 250 after the dot. gen CPU = the load generator's own CPU.")
     out.append("")
