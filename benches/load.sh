@@ -3,8 +3,9 @@
 # loopback, under the same loads from our own generator (benches/loadgen, `smtp-load`).
 #
 # For every scenario each server is started fresh on its own 127.0.0.1 port, loaded,
-# measured (CPU seconds of all its threads, to the microsecond from a cgroup of its own where
-# the machine allows, else utime+stime ticks from /proc; peak RSS = VmHWM) and stopped. The report (markdown) gives CPU per 10k messages, its ratio to smtp-sink
+# measured (CPU seconds of all its threads, to the microsecond from a cgroup of its own
+# where the machine allows, else utime+stime ticks from /proc; peak RSS = VmHWM) and
+# stopped. The report (markdown) gives CPU per 10k messages, its ratio to smtp-sink
 # (lower is better), throughput, p50/p99 latency and peak RSS, plus memory per idle
 # connection and a burst of simultaneous connects, and checks the project's targets.
 #

@@ -1051,20 +1051,6 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
 
     /// Applies a verdict on `pending`, whose spans point into `line`.
     fn apply(&mut self, pending: Pending, line: &str, verdict: Verdict<'_>) {
-        let verdict = match verdict {
-            // Only a 2xx says a message was handed on: a 3xx after the content is no verdict.
-            Verdict::Reply(reply)
-                if matches!(pending, Pending::DataEnd) && reply.code / 100 == 3 =>
-            {
-                Verdict::Reply(Reply {
-                    code: 451,
-                    enhanced: Some(EnhancedCode(4, 3, 0)),
-                    ..reply
-                })
-            }
-            verdict => verdict,
-        };
-        let accepted = verdict.is_accept();
         let custom = match verdict {
             // A handler's reply, often passed on from another server, gets a default enhanced
             // code (RFC 2034 3); the greeting's is written as given, HELO/EHLO's without.
@@ -1074,6 +1060,8 @@ impl<'c, const OUT: usize, A: Arena> State<'c, OUT, A> {
             Verdict::Reply(reply) => Some(step_code(pending, reply).with_default_enhanced()),
             Verdict::Accept => None,
         };
+        // As the reply goes out: `step_code` may have made an acceptance a refusal.
+        let accepted = custom.is_none_or(|reply| reply.is_positive());
         match pending {
             Pending::Connect => match custom {
                 Some(reply) if !accepted => {
@@ -1234,13 +1222,21 @@ fn take_octets(remaining: &mut u64, input: &[u8]) -> usize {
 
 /// A handler's `reply` to `pending` with a code RFC 5321 4.3.2 allows at that step. An
 /// accepting reply takes the step's success code: `220` greeting; `250` HELO/EHLO, MAIL and
-/// end of data (where only a 2xx accepts: `apply` makes a 3xx a local error, `451 4.3.0`);
+/// end of data (where only a 2xx accepts: a 3xx there is a local error, `451 4.3.0`);
 /// `250` or `251` RCPT. The handler accepted, so the client must read an
 /// acceptance the step allows (a `200` or `354` to RCPT reads as a refusal to most clients,
 /// though the recipient was taken). A refusing greeting is `554` (5xx) or `421` (anything
 /// else, a code that is no reply at all included). Other refusals, the DATA reply and
 /// replies to the handler's own commands are left alone.
 fn step_code(pending: Pending, reply: Reply<'_>) -> Reply<'_> {
+    if matches!(pending, Pending::DataEnd) && reply.code / 100 == 3 {
+        // Only a 2xx says a message was handed on: a 3xx after the content is no verdict.
+        return Reply {
+            code: 451,
+            enhanced: Some(EnhancedCode(4, 3, 0)),
+            ..reply
+        };
+    }
     let positive = reply.is_positive();
     let code = match pending {
         Pending::Connect if !positive && reply.code / 100 == 5 => 554,

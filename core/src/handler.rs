@@ -49,6 +49,15 @@ impl Verdict<'_> {
             Verdict::Reply(reply) => reply.is_positive(),
         }
     }
+
+    /// As the verdict at the end of data: whether it acknowledges the message (only a 2xx
+    /// does; a 3xx goes out as `451`).
+    pub fn acknowledges_message(&self) -> bool {
+        match self {
+            Verdict::Accept => true,
+            Verdict::Reply(reply) => reply.code / 100 == 2,
+        }
+    }
 }
 
 /// Whether the channel is reading commands or message content (Python's `smtp_state`).

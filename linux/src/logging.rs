@@ -123,7 +123,7 @@ impl<H: Handler> Handler for Logged<H> {
             Verdict::Accept => 250,
             Verdict::Reply(reply) => reply.code,
         };
-        if verdict.is_accept() {
+        if verdict.acknowledges_message() {
             self.messages += 1;
         }
         log_message(self.peer, self.size, self.started, cx, &code);

@@ -5,8 +5,9 @@
 //! limit, which the core enforces while it streams; with no limit, by nothing) and handed
 //! over whole once its end arrived. That is up to the limit per connection in a
 //! transaction: 32 MiB by default, times `Options::max_connections` at worst, so lower
-//! either for a server that must fit in less memory, or stream with [`Handler`]; optional [`mail`](ProcessMessage::mail) and [`rcpt`](ProcessMessage::rcpt)
-//! decide on the sender and on each recipient before any content is sent. For
+//! either for a server that must fit in less memory, or stream with [`Handler`]; optional
+//! [`mail`](ProcessMessage::mail) and [`rcpt`](ProcessMessage::rcpt) decide on the sender
+//! and on each recipient before any content is sent. For
 //! streaming or the other protocol steps, implement [`Handler`] directly.
 #![allow(async_fn_in_trait)]
 
